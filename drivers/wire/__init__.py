@@ -1,0 +1,1 @@
+"""Pure wire codecs (framing, checksums, message types): no I/O, shared with the simulators."""
