@@ -1,0 +1,548 @@
+"""The ``hemocompat`` command: everything the desktop app can do, from a script."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from instrument.errors import HemocompatError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from drivers.tem4 import Tem4Error
+    from drivers.transport import TransportError
+    from protocols import ProtocolValidationError
+
+    return (HemocompatError, ProtocolValidationError, TransportError, Tem4Error)
+
+
+def parse_speed(text: str) -> float:
+    """``--speed``: a factor > 0, or ``max`` for as fast as the instruments deliver."""
+    if text.strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a number; use e.g. 300 or max") from None
+    if not value > 0 or not math.isfinite(value):
+        raise click.BadParameter(f"{text!r} must be a number > 0, or max")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for every exchange).")
+def cli(verbose: int) -> None:
+    """hemocompat — hemocompatibility testing of cell-therapy products."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- run ------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("protocol_file", type=click.Path(dir_okay=False))
+@click.option("--station", "station_file", type=click.Path(dir_okay=False), help="Station file.")
+@click.option("--simulate", is_flag=True, help="Use the built-in simulated instruments.")
+@click.option("--speed", default="1", help="Simulation speed factor, or max.  [default: 1]")
+@click.option("--seed", default=0, show_default=True, type=int, help="Simulation random seed.")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@click.option("--operator", default=None, help="Who runs the assay.  [default: login name]")
+@click.option("--lot", default=None, help="MSC lot under test (overrides the protocol default).")
+@click.option("--donor", default=None, help="Blood donor (overrides the protocol default).")
+@click.option("--faults", default=None, help="Simulator fault spec, e.g. drop=0.01,corrupt=0.01")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
+@click.option("--dry-run", is_flag=True, help="List the steps and expected duration only.")
+def run(
+    protocol_file: str,
+    station_file: str | None,
+    simulate: bool,
+    speed: str,
+    seed: int,
+    db: str | None,
+    operator: str | None,
+    lot: str | None,
+    donor: str | None,
+    faults: str | None,
+    json_file: str | None,
+    dry_run: bool,
+) -> None:
+    """Run PROTOCOL_FILE on the station's instruments (or simulated ones)."""
+    from protocols import load_protocol
+
+    protocol = load_protocol(protocol_file)
+    if dry_run:
+        _print_dry_run(protocol)
+        return
+    outcome = execute_run(
+        protocol,
+        station_file=station_file,
+        simulate=simulate,
+        speed=parse_speed(speed),
+        seed=seed,
+        db=db,
+        operator=operator,
+        lot=lot,
+        donor=donor,
+        faults=faults,
+    )
+    _print_outcome(outcome)
+    if json_file:
+        Path(json_file).write_text(json.dumps(outcome.to_json(), indent=2) + "\n")
+        console.print(f"results written to {json_file}")
+    if outcome.status != "completed":
+        raise SystemExit(1)
+
+
+def execute_run(
+    protocol: Any,
+    *,
+    station_file: str | None,
+    simulate: bool,
+    speed: float,
+    seed: int,
+    db: str | None,
+    operator: str | None,
+    lot: str | None = None,
+    donor: str | None = None,
+    faults: str | None = None,
+) -> Any:
+    """Run a protocol with a progress bar; Ctrl-C aborts cleanly (channels stopped)."""
+    from instrument.engine import RunEngine, RunObserver, RunOptions
+    from instrument.station import load_station, simulated_station
+    from instrument.storage import Store
+
+    if station_file and simulate:
+        raise HemocompatError("choose either --station FILE or --simulate, not both")
+    if station_file:
+        station = load_station(station_file)
+    elif simulate:
+        station = simulated_station(tuple(protocol.instruments))
+    else:
+        raise HemocompatError(
+            "no instruments: give --station FILE (see README, 'Stations') or --simulate"
+        )
+    if not simulate and speed != 1.0 and not all(s.simulated for s in station.instruments.values()):
+        raise HemocompatError("--speed only applies to simulated instruments")
+    store = Store(db)
+    stale = store.mark_interrupted_runs()
+    if stale:
+        err_console.print(
+            f"[yellow]note: run(s) {', '.join(map(str, stale))} were left unfinished by a "
+            "program that stopped; they are marked interrupted[/]"
+        )
+    options = RunOptions(
+        operator=operator or _login_name(),
+        lot=lot,
+        donor=donor,
+        seed=seed,
+        speed=speed,
+        faults=faults,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[device]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+    task = progress.add_task("starting", total=1.0, device="")
+
+    class _Observer(RunObserver):
+        def step_started(self, index: int, step: Any) -> None:
+            progress.update(task, description=step.description[:60])
+
+        def progress(self, fraction: float, elapsed_s: float) -> None:
+            progress.update(task, completed=fraction, device=f"{elapsed_s / 60:5.1f} min")
+
+        def event(self, kind: str, message: str, channel: int | None) -> None:
+            if kind in ("ct", "link", "device", "warning", "connected"):
+                progress.console.print(f"  {kind}: {message}")
+
+    engine = RunEngine(protocol, station, store, options, _Observer())
+    with progress:
+        engine.start()
+        try:
+            while engine.wait(0.1) is None:
+                pass
+        except KeyboardInterrupt:
+            engine.abort("aborted by the operator (Ctrl-C)")
+            engine.wait()
+    outcome = engine.wait()
+    store.close()
+    return outcome
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _print_dry_run(protocol: Any) -> None:
+    from instrument.plan import compile_plan, expected_duration_s
+
+    steps = compile_plan(protocol)
+    table = Table(title=f"{protocol.title} (v{protocol.version}) — dry run")
+    table.add_column("#", justify="right")
+    table.add_column("role")
+    table.add_column("step")
+    table.add_column("expected", justify="right")
+    for i, step in enumerate(steps, 1):
+        table.add_row(str(i), step.role, step.description, _fmt_duration(step.expected_s))
+    console.print(table)
+    total = expected_duration_s(steps)
+    console.print(f"expected duration: {_fmt_duration(total)} (temperature settling estimated)")
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "—"
+    minutes, sec = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
+
+
+def _print_outcome(outcome: Any) -> None:
+    simulated = " [bold magenta]SIMULATED[/]" if outcome.simulated else ""
+    colour = "green" if outcome.status == "completed" else "red"
+    console.print(
+        f"run {outcome.run_id}: [{colour}]{outcome.status}[/]{simulated} — "
+        f"{outcome.protocol['title']} v{outcome.protocol['version']}"
+        + (f"\n  {outcome.detail}" if outcome.detail else "")
+    )
+    if not any(c.parameters for c in outcome.channels):
+        return
+    _results_table(
+        [(c.channel, c.label, c.parameters, c.notes) for c in outcome.channels],
+        title="Clot parameters" + (" (SIMULATED)" if outcome.simulated else ""),
+    )
+    bad = {k: v for k, v in outcome.link_stats.items() if v and "frames_ok" not in k}
+    if bad:
+        console.print("link: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items())))
+
+
+def _results_table(
+    rows: Sequence[tuple[int, str, dict[str, Any], dict[str, str]]], title: str
+) -> None:
+    keys: list[str] = []
+    for _ch, _label, params, _notes in rows:
+        keys += [k for k in params if k not in keys]
+    table = Table(title=title)
+    table.add_column("ch", justify="right")
+    table.add_column("contents")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for ch, label, params, _notes in rows:
+        table.add_row(str(ch), label, *[_fmt_value(params.get(k)) for k in keys])
+    console.print(table)
+    for ch, _label, _params, notes in rows:
+        for key, note in notes.items():
+            console.print(f"  ch{ch} {key}: {note}")
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "n.r."
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+# -- protocols --------------------------------------------------------------------------------
+@cli.group()
+def protocol() -> None:
+    """Check and list protocol files."""
+
+
+@protocol.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def protocol_check(files: tuple[str, ...]) -> None:
+    """Validate protocol FILES; list every error as FILE:LINE:COLUMN."""
+    from protocols import check_files
+
+    issues = check_files([Path(f) for f in files])
+    for issue in issues:
+        console.print(str(issue), markup=False)
+    bad_files = {i.source for i in issues}
+    for f in files:
+        if f not in bad_files and str(Path(f)) not in bad_files:
+            console.print(f"{f}: OK")
+    if issues:
+        err_console.print(f"{len(issues)} error(s) in {len(bad_files)} file(s)")
+        raise SystemExit(1)
+
+
+@protocol.command("list")
+def protocol_list() -> None:
+    """List the bundled protocol files."""
+    from protocols import bundled_protocols, load_protocol
+
+    table = Table(title="Bundled protocols")
+    for col in ("file", "id", "version", "assay", "title"):
+        table.add_column(col)
+    for path in bundled_protocols():
+        p = load_protocol(path)
+        table.add_row(str(path), p.id, str(p.version), f"{p.assay} ({p.reagent})", p.title)
+    console.print(table)
+
+
+# -- stored runs ------------------------------------------------------------------------------
+@cli.group()
+def runs() -> None:
+    """Stored runs."""
+
+
+@runs.command("list")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@click.option("--limit", default=50, show_default=True)
+def runs_list(db: str | None, limit: int) -> None:
+    """List the most recent runs."""
+    from instrument.storage import Store
+
+    store = Store(db)
+    table = Table(title=f"Runs in {store.url}")
+    for col in ("id", "created (UTC)", "protocol", "operator", "status", "data"):
+        table.add_column(col)
+    for r in store.list_runs(limit):
+        table.add_row(
+            str(r["id"]),
+            r["created_at"][:19],
+            f"{r['protocol_id']} v{r['protocol_version']}",
+            r["operator"],
+            r["status"],
+            "SIMULATED" if r["simulated"] else "measured",
+        )
+    console.print(table)
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def runs_show(run_id: int, db: str | None) -> None:
+    """Show one run: protocol, instruments, channels, results and events."""
+    from instrument.storage import Store
+
+    store = Store(db)
+    run = store.get_run(run_id)
+    sim = " [bold magenta]SIMULATED[/]" if run["simulated"] else ""
+    console.print(f"[bold]run {run['id']}[/] ({run['uid']}){sim}")
+    for key in ("status", "status_detail", "operator", "created_at", "started_at", "ended_at"):
+        if run[key]:
+            console.print(f"  {key}: {run[key]}")
+    console.print(
+        f"  protocol: {run['protocol_id']} v{run['protocol_version']} — {run['protocol_title']}"
+        f"\n  protocol sha256: {run['protocol_sha256']}\n  software: {run['software_version']}"
+    )
+    if run["simulated"]:
+        console.print(f"  simulation: seed {run['seed']}, speed {run['speed'] or 'max'}")
+    for inst in run["instruments"]:
+        console.print(
+            f"  instrument {inst['role']}: {inst['manufacturer']} {inst['model']} "
+            f"S/N {inst['serial']} fw {inst['firmware']} on {inst['resource']}"
+        )
+    console.print(f"  raw samples stored: {run['sample_count']}")
+    labels = {c["channel"]: c["label"] for c in run["channels"]}
+    results = store.latest_results(run_id)
+    if results:
+        _results_table(
+            [
+                (r["channel"], labels.get(r["channel"], "?"), r["parameters"], r["notes"])
+                for r in results
+            ],
+            title=f"Clot parameters (result version {max(r['version'] for r in results)})"
+            + (" (SIMULATED)" if run["simulated"] else ""),
+        )
+    events = store.events(run_id)
+    if events:
+        console.print(f"events ({len(events)}):")
+        for e in events[:200]:
+            where = f" ch{e['channel']}" if e["channel"] else ""
+            console.print(
+                f"  {e['wall_time'][11:23]} {e['source']}{where} {e['kind']}: {e['message']}",
+                markup=False,
+            )
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.option("--csv", "csv_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def export(run_id: int, csv_dir: str, db: str | None) -> None:
+    """Export a run's metadata, raw samples, events and results as CSV files."""
+    from instrument.storage import Store
+
+    store = Store(db)
+    paths = export_csv(store, run_id, Path(csv_dir))
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+def export_csv(store: Any, run_id: int, out_dir: Path) -> list[Path]:
+    """Write run.csv, channels.csv, samples.csv, events.csv, results.csv into ``out_dir``."""
+    run = store.get_run(run_id)
+    sim = "yes" if run["simulated"] else "no"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"run{run_id}_"
+    written: list[Path] = []
+
+    def write(name: str, header: list[str], rows: Any) -> None:
+        path = out_dir / f"{prefix}{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["simulated", *header])
+            for row in rows:
+                w.writerow([sim, *row])
+        written.append(path)
+
+    meta_keys = [k for k in run if k not in ("instruments", "channels", "protocol_text")]
+    write("run", ["key", "value"], [(k, run[k]) for k in meta_keys])
+    write(
+        "instruments",
+        ["role", "manufacturer", "model", "serial", "firmware", "resource"],
+        [
+            [i[k] for k in ("role", "manufacturer", "model", "serial", "firmware", "resource")]
+            for i in run["instruments"]
+        ],
+    )
+    ch_keys = [
+        "source",
+        "channel",
+        "contents",
+        "lot_id",
+        "dose_cells_per_ml",
+        "donor_id",
+        "label",
+        "quantity",
+        "unit",
+    ]
+    write("channels", ch_keys, [[c[k] for k in ch_keys] for c in run["channels"]])
+    write("samples", ["source", "seq", "channel", "t_ms", "value"], store.iter_samples(run_id))
+    write(
+        "events",
+        ["wall_time", "source", "channel", "t_ms", "kind", "message"],
+        [
+            [e[k] for k in ("wall_time", "source", "channel", "t_ms", "kind", "message")]
+            for e in store.events(run_id)
+        ],
+    )
+    results = store.latest_results(run_id)
+    rows = []
+    for r in results:
+        for key, value in r["parameters"].items():
+            rows.append(
+                [r["source"], r["channel"], r["version"], key, value, r["notes"].get(key, "")]
+            )
+    write("results", ["source", "channel", "version", "parameter", "value", "note"], rows)
+    return written
+
+
+# -- simulators ------------------------------------------------------------------------------
+@cli.group()
+def simulate() -> None:
+    """Run a simulated instrument standalone (prints where to connect)."""
+
+
+@simulate.command("tem4")
+@click.option("--speed", default="1", help="Speed factor, or max.  [default: 1]")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--faults", default=None, help="Fault spec, e.g. drop=0.01,corrupt=0.005")
+@click.option("--protocol", "protocol_file", default=None, help="Fill the cups from this protocol.")
+def simulate_tem4(speed: str, seed: int, faults: str | None, protocol_file: str | None) -> None:
+    """A simulated TEM-4 thromboelastometer on a pty and a TCP port."""
+    from simulators.faults import FaultPlan
+    from simulators.physiology import VirtualLab
+    from simulators.tem4 import default_samples, run_standalone
+
+    if protocol_file:
+        from instrument.simulation import tem_samples
+        from protocols import load_protocol
+
+        samples = tem_samples(load_protocol(protocol_file).resolved_channels())
+    else:
+        samples = default_samples(VirtualLab.load())
+    try:
+        plan = FaultPlan.parse(faults) if faults else None
+    except ValueError as exc:
+        raise HemocompatError(f"--faults: {exc}") from None
+    run_standalone(
+        seed=seed, speed=parse_speed(speed), samples=samples, faults=plan, out=console.print
+    )
+
+
+@cli.command()
+def ports() -> None:
+    """List serial ports and VISA resources on this machine."""
+    from drivers.transport import available_serial_ports
+
+    found = available_serial_ports()
+    console.print("serial ports: " + (", ".join(found) if found else "none found"))
+
+
+@cli.command()
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@click.option("--speed", default="max", help="Simulation speed.  [default: max]")
+def demo(db: str | None, speed: str) -> None:
+    """Run the bundled NATEM dose-series protocol on simulated instruments."""
+    from protocols import bundled_protocols, load_protocol
+
+    path = next(p for p in bundled_protocols() if p.name == "natem-msc-dose-series.yaml")
+    console.print(f"[bold]hemocompat demo[/]: {path.name} on a simulated TEM-4 (SIMULATED data)")
+    outcome = execute_run(
+        load_protocol(path),
+        station_file=None,
+        simulate=True,
+        speed=parse_speed(speed),
+        seed=0,
+        db=db,
+        operator="demo",
+    )
+    _print_outcome(outcome)
+    console.print("see it again with: hemocompat runs show " + str(outcome.run_id))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user errors are printed plainly (no traceback) with exit status 2."""
+    errors = _user_errors()
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="hemocompat",
+            standalone_mode=False,
+        )
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except errors as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

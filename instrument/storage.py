@@ -1,0 +1,521 @@
+"""Run storage through SQLAlchemy Core: SQLite (WAL) by default, any SQLAlchemy URL later.
+
+Raw samples are appended with bulk inserts in small transactions; raw data is never
+updated, and re-analysis adds a new result version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from platformdirs import user_data_dir
+from sqlalchemy.engine import Engine
+
+from instrument.errors import StorageError
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uid", sa.String(36), nullable=False, unique=True),
+    sa.Column("assay", sa.String(40), nullable=False),
+    sa.Column("protocol_id", sa.String(120), nullable=False),
+    sa.Column("protocol_version", sa.Integer, nullable=False),
+    sa.Column("protocol_title", sa.Text, nullable=False),
+    sa.Column("protocol_source", sa.Text, nullable=False),
+    sa.Column("protocol_text", sa.Text, nullable=False),
+    sa.Column("protocol_sha256", sa.String(64), nullable=False),
+    sa.Column("style", sa.String(16), nullable=False),
+    sa.Column("operator", sa.String(120), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("status_detail", sa.Text, nullable=False, default=""),
+    sa.Column("simulated", sa.Boolean, nullable=False),
+    sa.Column("seed", sa.Integer, nullable=True),
+    sa.Column("speed", sa.Float, nullable=True),
+    sa.Column("software_version", sa.String(40), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=True),
+    sa.Column("ended_at", sa.String(32), nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=False),
+)
+
+run_instruments = sa.Table(
+    "run_instruments",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("role", sa.String(40), primary_key=True),
+    sa.Column("manufacturer", sa.String(120), nullable=False),
+    sa.Column("model", sa.String(120), nullable=False),
+    sa.Column("serial", sa.String(120), nullable=False),
+    sa.Column("firmware", sa.String(120), nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("simulated", sa.Boolean, nullable=False),
+)
+
+run_channels = sa.Table(
+    "run_channels",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("source", sa.String(40), primary_key=True),
+    sa.Column("channel", sa.Integer, primary_key=True),
+    sa.Column("contents", sa.String(20), nullable=False),
+    sa.Column("lot_id", sa.String(120), nullable=True),
+    sa.Column("dose_cells_per_ml", sa.Float, nullable=False),
+    sa.Column("donor_id", sa.String(120), nullable=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("quantity", sa.String(40), nullable=False),
+    sa.Column("unit", sa.String(20), nullable=False),
+)
+
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("channel", sa.Integer, nullable=False),
+    sa.Column("t_ms", sa.Integer, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("run_id", "source", "seq"),
+)
+sa.Index("ix_samples_channel_time", samples.c.run_id, samples.c.channel, samples.c.t_ms)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("wall_time", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("channel", sa.Integer, nullable=True),
+    sa.Column("t_ms", sa.Integer, nullable=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False, default="{}"),
+)
+
+results = sa.Table(
+    "results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("channel", sa.Integer, nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("settings", sa.Text, nullable=False),
+    sa.Column("software_version", sa.String(40), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+schema_info = sa.Table(
+    "schema_info",
+    metadata,
+    sa.Column("key", sa.String(40), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+RUN_STATUSES = ("created", "running", "completed", "aborted", "failed", "interrupted")
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hemocompat")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def default_db_path() -> Path:
+    """The default database file under the platform's user data directory."""
+    override = os.environ.get("HEMOCOMPAT_DB")
+    if override:
+        return Path(override)
+    return Path(user_data_dir("hemocompat", appauthor=False)) / "hemocompat.db"
+
+
+def db_url(db: str | Path | None) -> str:
+    """Turn a ``--db`` argument (file path or SQLAlchemy URL) into a URL."""
+    if db is None:
+        db = default_db_path()
+    text = str(db)
+    if "://" in text:
+        return text
+    path = Path(text).expanduser()
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One raw sample as stored: instrument ``source`` role, device ``seq``, channel, time."""
+
+    source: str
+    seq: int
+    channel: int
+    t_ms: int
+    value: float
+
+
+class Store:
+    """A results database. Thread-safe: each call uses its own connection/transaction."""
+
+    def __init__(self, db: str | Path | None = None) -> None:
+        self.url = db_url(db)
+        try:
+            self.engine: Engine = sa.create_engine(self.url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+            self._check_schema()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(
+                f"cannot open the results database {self.url}: {exc.__class__.__name__}: "
+                f"{_first_line(exc)}. Check the path/URL and that you may write there "
+                "(choose another with --db PATH)."
+            ) from exc
+
+    def _check_schema(self) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(schema_info.c.value).where(schema_info.c.key == "schema_version")
+            ).first()
+            if row is None:
+                conn.execute(
+                    schema_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StorageError(
+                    f"the database {self.url} was written by a newer hemocompat (schema "
+                    f"{row[0]} > {SCHEMA_VERSION}); upgrade hemocompat to read it."
+                )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs -------------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        assay: str,
+        protocol_id: str,
+        protocol_version: int,
+        protocol_title: str,
+        protocol_source: str,
+        protocol_text: str,
+        protocol_sha256: str,
+        style: str,
+        operator: str,
+        simulated: bool,
+        duration_s: float,
+        seed: int | None = None,
+        speed: float | None = None,
+    ) -> int:
+        values = {
+            "uid": str(uuid.uuid4()),
+            "assay": assay,
+            "protocol_id": protocol_id,
+            "protocol_version": protocol_version,
+            "protocol_title": protocol_title,
+            "protocol_source": protocol_source,
+            "protocol_text": protocol_text,
+            "protocol_sha256": protocol_sha256,
+            "style": style,
+            "operator": operator,
+            "status": "created",
+            "status_detail": "",
+            "simulated": simulated,
+            "seed": seed,
+            "speed": speed if speed is None or speed < 1e300 else None,
+            "software_version": software_version(),
+            "host": socket.gethostname(),
+            "created_at": utcnow(),
+            "duration_s": duration_s,
+        }
+        with self.engine.begin() as conn:
+            result = conn.execute(runs.insert().values(**values))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def set_status(self, run_id: int, status: str, detail: str = "") -> None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
+        values: dict[str, Any] = {"status": status, "status_detail": detail}
+        if status == "running":
+            values["started_at"] = utcnow()
+        elif status != "created":
+            values["ended_at"] = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def add_instrument(
+        self,
+        run_id: int,
+        role: str,
+        *,
+        manufacturer: str,
+        model: str,
+        serial: str,
+        firmware: str,
+        resource: str,
+        simulated: bool,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                run_instruments.insert().values(
+                    run_id=run_id,
+                    role=role,
+                    manufacturer=manufacturer,
+                    model=model,
+                    serial=serial,
+                    firmware=firmware,
+                    resource=resource,
+                    simulated=simulated,
+                )
+            )
+
+    def add_channels(self, run_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(run_channels.insert(), [{"run_id": run_id, **row} for row in rows])
+
+    def mark_interrupted_runs(self) -> list[int]:
+        """Mark runs left 'running' by a process that died as 'interrupted'; return their ids."""
+        with self.engine.begin() as conn:
+            ids = [
+                int(r[0])
+                for r in conn.execute(sa.select(runs.c.id).where(runs.c.status == "running"))
+            ]
+            if ids:
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.id.in_(ids))
+                    .values(
+                        status="interrupted",
+                        status_detail="the program stopped while the run was acquiring",
+                    )
+                )
+        return ids
+
+    # -- raw data -------------------------------------------------------------------------
+    def append_samples(self, run_id: int, rows: Sequence[SampleRow]) -> int:
+        """Bulk-insert raw samples in one transaction; a sample already stored is skipped."""
+        if not rows:
+            return 0
+        payload = [
+            {
+                "run_id": run_id,
+                "source": r.source,
+                "seq": r.seq,
+                "channel": r.channel,
+                "t_ms": r.t_ms,
+                "value": r.value,
+            }
+            for r in rows
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(_insert_ignoring_duplicates(self.engine, samples), payload)
+        return len(payload)
+
+    def add_event(
+        self,
+        run_id: int,
+        *,
+        source: str,
+        kind: str,
+        message: str,
+        channel: int | None = None,
+        t_ms: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                events.insert().values(
+                    run_id=run_id,
+                    wall_time=utcnow(),
+                    source=source,
+                    channel=channel,
+                    t_ms=t_ms,
+                    kind=kind,
+                    message=message,
+                    data=json.dumps(dict(data or {}), sort_keys=True),
+                )
+            )
+
+    def add_result(
+        self,
+        run_id: int,
+        *,
+        source: str,
+        channel: int,
+        parameters: Mapping[str, Any],
+        notes: Mapping[str, str],
+        settings: Mapping[str, Any],
+    ) -> int:
+        """Store a result; each analysis of the same channel adds a new version."""
+        with self.engine.begin() as conn:
+            latest = conn.execute(
+                sa.select(sa.func.max(results.c.version)).where(
+                    results.c.run_id == run_id,
+                    results.c.source == source,
+                    results.c.channel == channel,
+                )
+            ).scalar()
+            version = int(latest or 0) + 1
+            conn.execute(
+                results.insert().values(
+                    run_id=run_id,
+                    version=version,
+                    source=source,
+                    channel=channel,
+                    parameters=json.dumps(dict(parameters), sort_keys=True),
+                    notes=json.dumps(dict(notes), sort_keys=True),
+                    settings=json.dumps(dict(settings), sort_keys=True),
+                    software_version=software_version(),
+                    created_at=utcnow(),
+                )
+            )
+        return version
+
+    # -- reading ----------------------------------------------------------------------------
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+            if row is None:
+                known = [r[0] for r in conn.execute(sa.select(runs.c.id).order_by(runs.c.id))]
+                hint = f"known runs: {_id_ranges(known)}" if known else "the database is empty"
+                raise StorageError(f"no run {run_id} in {self.url} ({hint})")
+            run = dict(row._mapping)
+            run["instruments"] = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(run_instruments).where(run_instruments.c.run_id == run_id)
+                )
+            ]
+            run["channels"] = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(run_channels)
+                    .where(run_channels.c.run_id == run_id)
+                    .order_by(run_channels.c.source, run_channels.c.channel)
+                )
+            ]
+            run["sample_count"] = conn.execute(
+                sa.select(sa.func.count()).select_from(samples).where(samples.c.run_id == run_id)
+            ).scalar_one()
+        return run
+
+    def events(self, run_id: int) -> list[dict[str, Any]]:
+        query = sa.select(events).where(events.c.run_id == run_id).order_by(events.c.id)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["data"] = json.loads(row["data"])
+        return rows
+
+    def latest_results(self, run_id: int) -> list[dict[str, Any]]:
+        """The newest result version of every channel of a run."""
+        with self.engine.connect() as conn:
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(results)
+                    .where(results.c.run_id == run_id)
+                    .order_by(results.c.source, results.c.channel, results.c.version)
+                )
+            ]
+        latest: dict[tuple[str, int], dict[str, Any]] = {}
+        for row in rows:
+            row["parameters"] = json.loads(row["parameters"])
+            row["notes"] = json.loads(row["notes"])
+            row["settings"] = json.loads(row["settings"])
+            latest[(row["source"], row["channel"])] = row
+        return list(latest.values())
+
+    def channel_samples(
+        self, run_id: int, source: str, channel: int
+    ) -> tuple[list[int], list[int], list[float]]:
+        """(seq, t_ms, value) of one channel in time order."""
+        query = (
+            sa.select(samples.c.seq, samples.c.t_ms, samples.c.value)
+            .where(
+                samples.c.run_id == run_id,
+                samples.c.source == source,
+                samples.c.channel == channel,
+            )
+            .order_by(samples.c.t_ms, samples.c.seq)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    def iter_samples(self, run_id: int) -> Iterable[tuple[str, int, int, int, float]]:
+        """Every raw sample of a run as (source, seq, channel, t_ms, value), in seq order."""
+        query = (
+            sa.select(
+                samples.c.source, samples.c.seq, samples.c.channel, samples.c.t_ms, samples.c.value
+            )
+            .where(samples.c.run_id == run_id)
+            .order_by(samples.c.source, samples.c.seq)
+        )
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                yield (row[0], row[1], row[2], row[3], row[4])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
+    name = engine.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    return table.insert()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _id_ranges(ids: list[int]) -> str:
+    if len(ids) <= 6:
+        return ", ".join(map(str, ids))
+    return f"{ids[0]}…{ids[-1]} ({len(ids)} runs)"
