@@ -67,8 +67,10 @@ def parse_frame(line: bytes) -> Frame:
     Raises :class:`ChecksumError` or :class:`MalformedFrameError`; never anything else.
     """
     raw = line.rstrip(b"\r\n")
-    if len(raw) < 5 or raw[0] != 0x24:  # "$"
+    if raw[:1] != b"$":
         raise MalformedFrameError(line, "frame does not start with '$'")
+    if len(raw) < 5:  # "$T*HH" is the shortest frame
+        raise MalformedFrameError(line, "frame is too short")
     star = raw.rfind(b"*")
     if star < 2 or len(raw) - star != 3:
         raise MalformedFrameError(line, "frame does not end with '*HH'")

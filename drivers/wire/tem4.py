@@ -15,6 +15,7 @@ __all__ = [
     "BAUDRATE",
     "CHANNELS",
     "DEFAULT_RATE_HZ",
+    "ERROR_CODES",
     "MAX_RATE_HZ",
     "MIN_RATE_HZ",
     "SEQ_BUFFER",
