@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from instrument.errors import HemocompatError
+from protocols.model import TemProtocol
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -83,6 +84,7 @@ def run(
     from protocols import load_protocol
 
     protocol = load_protocol(protocol_file)
+    _require_runnable(protocol)
     if dry_run:
         _print_dry_run(protocol)
         return
@@ -104,6 +106,15 @@ def run(
         console.print(f"results written to {json_file}")
     if outcome.status != "completed":
         raise SystemExit(1)
+
+
+def _require_runnable(protocol: Any) -> TemProtocol:
+    if not isinstance(protocol, TemProtocol):
+        raise HemocompatError(
+            f"{protocol.source}: assay '{protocol.assay}' cannot be run with `hemocompat run` "
+            "in this version; thromboelastometry protocols can"
+        )
+    return protocol
 
 
 def execute_run(
@@ -300,7 +311,8 @@ def protocol_list() -> None:
         table.add_column(col)
     for path in bundled_protocols():
         p = load_protocol(path)
-        table.add_row(str(path), p.id, str(p.version), f"{p.assay} ({p.reagent})", p.title)
+        detail = f" ({p.reagent})" if isinstance(p, TemProtocol) else ""
+        table.add_row(str(path), p.id, str(p.version), p.assay + detail, p.title)
     console.print(table)
 
 
@@ -475,7 +487,7 @@ def simulate_tem4(speed: str, seed: int, faults: str | None, protocol_file: str 
         from instrument.simulation import tem_samples
         from protocols import load_protocol
 
-        samples = tem_samples(load_protocol(protocol_file).resolved_channels())
+        samples = tem_samples(_require_runnable(load_protocol(protocol_file)).resolved_channels())
     else:
         samples = default_samples(VirtualLab.load())
     try:

@@ -26,7 +26,7 @@ from instrument.live import LiveTrace
 from instrument.plan import Step, compile_plan
 from instrument.station import InstrumentSpec, Station
 from instrument.storage import SampleRow, Store
-from protocols import Protocol
+from protocols.model import TemProtocol
 
 log = logging.getLogger("hemocompat.engine")
 
@@ -123,7 +123,7 @@ class RunEngine:
 
     def __init__(
         self,
-        protocol: Protocol,
+        protocol: TemProtocol,
         station: Station,
         store: Store,
         options: RunOptions | None = None,
@@ -153,7 +153,9 @@ class RunEngine:
         self._thread: threading.Thread | None = None
         self._outcome: RunOutcome | None = None
         self._pending: list[tuple[int, int, int, float]] = []
-        self._pending_events: list[tuple[str, str, int | None, int | None, dict[str, Any]]] = []
+        self._pending_events: list[
+            tuple[str, str, str, int | None, int | None, dict[str, Any]]
+        ] = []
         self._lock = threading.Lock()
         self._latest_t_ms: dict[int, int] = {}
         self._last_data_wall = time.monotonic()
@@ -586,7 +588,7 @@ class RunEngine:
         return [self._channel_result(s, {}, {}) for s in self.channels]
 
 
-def _settings_dict(protocol: Protocol) -> dict[str, Any]:
+def _settings_dict(protocol: TemProtocol) -> dict[str, Any]:
     a = protocol.analysis
     return {
         "style": protocol.style,
@@ -603,4 +605,3 @@ def _require_resource(spec: InstrumentSpec) -> str:
     if spec.resource is None:
         raise RunError(f"instrument role '{spec.role}' has no resource")
     return spec.resource
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocols import Protocol
+from protocols.model import TemProtocol
 
 #: Protocol seconds assumed for reaching the setpoint when estimating a run's duration.
 TEMPERATURE_SETTLE_ESTIMATE_S = 30.0
@@ -28,7 +28,7 @@ class Step:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def compile_plan(protocol: Protocol) -> list[Step]:
+def compile_plan(protocol: TemProtocol) -> list[Step]:
     """The steps of a thromboelastometry run, in order."""
     channels = [c.channel for c in protocol.channels]
     steps = [

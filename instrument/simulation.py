@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from instrument.errors import RunError
-from protocols import Protocol
-from protocols.model import ChannelSpec
+from protocols.model import ChannelSpec, TemProtocol
 
 
 def tem_samples(channels: Sequence[ChannelSpec]) -> dict[int, Any]:
@@ -39,7 +38,7 @@ def tem_samples(channels: Sequence[ChannelSpec]) -> dict[int, Any]:
 
 
 def start_tem4_simulator(
-    protocol: Protocol,
+    protocol: TemProtocol,
     channels: Sequence[ChannelSpec],
     seed: int,
     speed: float,

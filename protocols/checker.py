@@ -6,6 +6,7 @@ key and value, so each problem can be reported where it is in the file.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import re
@@ -386,11 +387,30 @@ class Checker:
             return None
         return number
 
+    def date(
+        self,
+        node: Node,
+        path: str,
+        *,
+        allowed: str = "a date written YYYY-MM-DD without quotes, e.g. 2027-06-30",
+    ) -> datetime.date | None:
+        """A calendar date (an unquoted YAML date, without a time of day)."""
+        value = self._scalar(node, path, allowed)
+        if value is None:
+            return None
+        if isinstance(value, datetime.datetime) or not isinstance(value, datetime.date):
+            self.report(node, path, "wrong type", got=show(node), allowed=allowed)
+            return None
+        return value
+
     def sequence(
         self, node: Node, path: str, *, min_items: int, max_items: int, what: str
     ) -> list[Node] | None:
         """Items of a list node with a length check; None if not a list or of the wrong length."""
-        allowed = f"a list of {min_items} to {max_items} {what}"
+        if min_items == max_items:
+            allowed = f"a list of {min_items} {what}"
+        else:
+            allowed = f"a list of {min_items} to {max_items} {what}"
         if not isinstance(node, SequenceNode) or node.tag != _SEQ_TAG:
             self._wrong_kind(node, path, allowed)
             return None

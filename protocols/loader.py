@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ruamel.yaml.nodes import MappingNode
 
-from protocols import tem
+from protocols import elisa, loop, tem
 from protocols.assay import (
     COMMON_HINTS,
     COMMON_OPTIONAL,
@@ -26,7 +26,11 @@ from protocols.errors import ProtocolValidationError, ValidationIssue
 from protocols.model import ASSAYS, SUPPORTED_FORMATS, Protocol
 
 #: The section checker of each assay; a new assay adds its schema here and its name to ASSAYS.
-ASSAY_SCHEMAS: dict[str, AssaySchema] = {"thromboelastometry": tem.SCHEMA}
+ASSAY_SCHEMAS: dict[str, AssaySchema] = {
+    "thromboelastometry": tem.SCHEMA,
+    "chandler-loop": loop.SCHEMA,
+    "elisa": elisa.SCHEMA,
+}
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

@@ -17,6 +17,8 @@ from simulators.physiology import TemSample, VirtualLab, ground_truth_parameters
 
 pytestmark = pytest.mark.slow
 
+NOISE_SD_MM = VirtualLab.load().tem4.amplitude_noise_sd_mm
+
 NATEM = next(p for p in bundled_protocols() if p.name == "natem-msc-dose-series.yaml")
 
 
@@ -49,7 +51,11 @@ def test_sixty_minute_four_channel_run_matches_ground_truth_at_two_speeds(tmp_pa
             tem_truth(lab, protocol.reagent, sample, 7, spec.channel), protocol.duration_s
         )
         got = results_a[spec.channel]
-        assert abs(got["CT_s"] - truth["CT_s"]) <= period_s + 0.05, spec
+        # One sample period, or where the amplitude noise blurs the crossing by more, four
+        # standard errors of the 1-s mean expressed as time on the true slope (docs/analysis.md).
+        slope_mm_s = math.tan(math.radians(truth["alpha_deg"])) * 2.0 / 60.0
+        noise_s = NOISE_SD_MM / math.sqrt(protocol.sample_rate_hz) / slope_mm_s
+        assert abs(got["CT_s"] - truth["CT_s"]) <= max(period_s, 4 * noise_s) + 0.05, spec
         assert got["MCF_mm"] == pytest.approx(truth["MCF_mm"], abs=0.5)
         assert got["CFT_s"] == pytest.approx(truth["CFT_s"], rel=0.02)
 
