@@ -245,7 +245,8 @@ def _print_outcome(outcome: Any) -> None:
         [(c.channel, c.label, c.parameters, c.notes) for c in outcome.channels],
         title="Clot parameters" + (" (SIMULATED)" if outcome.simulated else ""),
     )
-    bad = {k: v for k, v in outcome.link_stats.items() if v and "frames_ok" not in k}
+    problems = ("corrupt", "duplicates", "gaps", "replays_requested", "data_lost")
+    bad = {k: v for k, v in outcome.link_stats.items() if v and k.endswith(problems)}
     if bad:
         console.print("link: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items())))
 
@@ -253,20 +254,22 @@ def _print_outcome(outcome: Any) -> None:
 def _results_table(
     rows: Sequence[tuple[int, str, dict[str, Any], dict[str, str]]], title: str
 ) -> None:
+    """One column per channel, one row per parameter: fits a terminal with four channels."""
     keys: list[str] = []
     for _ch, _label, params, _notes in rows:
         keys += [k for k in params if k not in keys]
     table = Table(title=title)
-    table.add_column("ch", justify="right")
-    table.add_column("contents")
+    table.add_column("parameter")
+    for ch, label, _params, _notes in rows:
+        table.add_column(f"ch{ch}\n{label.replace(' @ ', chr(10))}", justify="right")
     for key in keys:
-        table.add_column(key, justify="right")
-    for ch, label, params, _notes in rows:
-        table.add_row(str(ch), label, *[_fmt_value(params.get(k)) for k in keys])
+        table.add_row(key, *[_fmt_value(params.get(key)) for _c, _l, params, _n in rows])
     console.print(table)
-    for ch, _label, _params, notes in rows:
+    console.print("n.r. = not reached")
+    for ch, _label, params, notes in rows:
         for key, note in notes.items():
-            console.print(f"  ch{ch} {key}: {note}")
+            if key in params:
+                console.print(f"  ch{ch} {key}: {note}")
 
 
 def _fmt_value(value: Any) -> str:

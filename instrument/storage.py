@@ -389,7 +389,7 @@ class Store:
                     version=version,
                     source=source,
                     channel=channel,
-                    parameters=json.dumps(dict(parameters), sort_keys=True),
+                    parameters=json.dumps(dict(parameters)),
                     notes=json.dumps(dict(notes), sort_keys=True),
                     settings=json.dumps(dict(settings), sort_keys=True),
                     software_version=software_version(),
