@@ -230,6 +230,10 @@ class Tem4Driver:
         self._next: int | None = None
         self._in_gap = False
         self._skip_ahead = False
+        # Frames received beyond a gap, kept until the gap is filled (the REPLAY stream
+        # resends them too, but keeping them means a frame lost again during the replay
+        # rarely needs another round trip).
+        self._ahead: dict[int, DataFrame | EventFrame] = {}
         self._last_replay_at = -math.inf
         self._last_device_ms: int | None = None
         self._expect_request: int | None = None
@@ -610,9 +614,9 @@ class Tem4Driver:
                 if seq == self._next:
                     self._next = seq + 1
                     stats.frames_ok += 1
-                    if self._in_gap:
-                        self._gap_closed()
                     deliver(msg)
+                    if self._in_gap:
+                        self._drain_ahead()
                 else:
                     self._out_of_sequence(msg)
             elif isinstance(msg, HeartbeatFrame):
@@ -634,7 +638,25 @@ class Tem4Driver:
             self._stats.frames_ok += 1
             self._deliver(msg)
         else:
+            if len(self._ahead) < SEQ_BUFFER:
+                self._ahead[seq] = msg
             self._gap(expected, f"received seq {seq}")
+
+    def _drain_ahead(self) -> None:
+        """Deliver frames kept beyond a gap once the gap is filled; close it if none is left."""
+        ahead = self._ahead
+        nxt = self._next
+        assert nxt is not None
+        while nxt in ahead:
+            msg = ahead.pop(nxt)
+            nxt += 1
+            self._next = nxt
+            self._stats.frames_ok += 1
+            self._deliver(msg)
+        for seq in [s for s in ahead if s < nxt]:
+            del ahead[seq]
+        if not ahead:
+            self._gap_closed()
 
     def _heartbeat(self, hb: HeartbeatFrame) -> None:
         last_ms, self._last_device_ms = self._last_device_ms, hb.device_ms
@@ -674,6 +696,12 @@ class Tem4Driver:
             return
         if msg.code == _SEQ_NOT_BUFFERED:
             if self._in_gap and msg.command == f"REPLAY {self._next}":
+                if self._ahead and self._next is not None:
+                    kept = dict(self._ahead)
+                    self._data_lost(self._next, min(kept) - 1)
+                    self._ahead, self._next, self._in_gap = kept, min(kept), True
+                    self._drain_ahead()
+                    return
                 self._skip_ahead = True
                 self._log.warning(
                     "%s: %s refused (%s); skipping to the next frame received",
@@ -708,6 +736,7 @@ class Tem4Driver:
     def _gap_closed(self) -> None:
         self._in_gap = False
         self._skip_ahead = False
+        self._ahead.clear()
 
     def _tick(self) -> None:
         """Repeat an unanswered REPLAY while a gap stays open (at most every replay_retry_s)."""

@@ -19,8 +19,8 @@ from rich.table import Table
 from instrument.errors import HemocompatError
 from protocols.model import TemProtocol
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -82,7 +82,20 @@ def test_gap_is_healed_by_replay() -> None:
         assert gap.kind == "gap" and "seq 3" in gap.detail and "REPLAY 3" in gap.detail
         assert items.index(gap) == 2  # reported where the gap was noticed
         stats = tem.stats
-        assert (stats.gaps, stats.replays_requested, stats.duplicates) == (1, 1, 0)
+        # 4 and 5 were kept beyond the gap, so their replayed copies are duplicates
+        assert (stats.gaps, stats.replays_requested, stats.duplicates) == (1, 1, 2)
+
+
+def test_frames_kept_beyond_a_gap_fill_holes_the_replay_loses_again() -> None:
+    pairs = [
+        (None, [d(1), d(2), d(4), d(5), d(6)]),
+        # the replayed copy of 5 is lost too; the one kept from the first pass fills it
+        (b"REPLAY 3\r\n", [encode_reply("REPLAY 3", "OK"), d(3), d(4), d(6), d(7)]),
+    ]
+    with expected_protocol(Tem4Driver, pairs) as tem:
+        assert seqs(tem.poll()) == [1, 2, 3, 4, 5, 6, 7]
+        assert tem.stats.replays_requested == 1
+        assert tem.stats.data_lost == 0
 
 
 def test_replay_is_repeated_at_most_every_retry_interval() -> None:
@@ -141,11 +154,12 @@ def test_refused_replay_reports_lost_range_and_skips_ahead() -> None:
     ]
     with expected_protocol(Tem4Driver, pairs) as tem:
         items = tem.poll()
-        assert seqs(items) == [1, 5, 6]
+        assert seqs(items) == [1, 4, 5, 6]  # 4 was kept beyond the gap
         (lost,) = notices(items, "data_lost")
-        assert "frames 2–4 (3)" in lost.detail
-        assert items.index(lost) == items.index(DataFrame(5, 1, 500, 35)) - 1
-        assert tem.stats.data_lost == 3
+        assert "frames 2–3 (2)" in lost.detail
+        first_kept = next(i for i, x in enumerate(items) if isinstance(x, DataFrame) and x.seq == 4)
+        assert items.index(lost) == first_kept - 1
+        assert tem.stats.data_lost == 2
         assert tem.stats.replays_requested == 1
 
 
