@@ -83,10 +83,13 @@ def run(
     """Run PROTOCOL_FILE on the station's instruments (or simulated ones)."""
     from protocols import load_protocol
 
-    protocol = load_protocol(protocol_file)
-    _require_runnable(protocol)
+    protocol = _require_runnable(load_protocol(protocol_file))
     if dry_run:
-        _print_dry_run(protocol)
+        try:
+            resolved = protocol.resolved_channels(lot=lot, donor=donor)
+        except ValueError as exc:
+            raise HemocompatError(f"{protocol.source}: {exc}") from None
+        _print_dry_run(protocol, resolved)
         return
     outcome = execute_run(
         protocol,
@@ -207,10 +210,10 @@ def _login_name() -> str:
         return "unknown"
 
 
-def _print_dry_run(protocol: Any) -> None:
+def _print_dry_run(protocol: TemProtocol, resolved: Sequence[Any]) -> None:
     from instrument.plan import compile_plan, expected_duration_s
 
-    steps = compile_plan(protocol)
+    steps = compile_plan(protocol, resolved)
     table = Table(title=f"{protocol.title} (v{protocol.version}) — dry run")
     table.add_column("#", justify="right")
     table.add_column("role")

@@ -134,13 +134,13 @@ class RunEngine:
         self.store = store
         self.options = options or RunOptions()
         self.observer = observer or RunObserver()
-        self.plan = compile_plan(protocol)
         try:
             self.channels = protocol.resolved_channels(
                 lot=self.options.lot, donor=self.options.donor
             )
         except ValueError as exc:
             raise RunError(f"{protocol.source}: {exc}") from None
+        self.plan = compile_plan(protocol, self.channels)
         self.clock = Clock(self.options.speed)
         self.live: dict[int, LiveTrace] = {c.channel: LiveTrace() for c in self.channels}
         self.run_id: int | None = None

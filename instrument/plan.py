@@ -6,10 +6,11 @@ without instruments, in the spirit of bluesky plans.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocols.model import TemProtocol
+from protocols.model import ChannelSpec, TemProtocol
 
 #: Protocol seconds assumed for reaching the setpoint when estimating a run's duration.
 TEMPERATURE_SETTLE_ESTIMATE_S = 30.0
@@ -28,9 +29,12 @@ class Step:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def compile_plan(protocol: TemProtocol) -> list[Step]:
-    """The steps of a thromboelastometry run, in order."""
-    channels = [c.channel for c in protocol.channels]
+def compile_plan(
+    protocol: TemProtocol, resolved: Sequence[ChannelSpec] | None = None
+) -> list[Step]:
+    """The steps of a thromboelastometry run, in order (``resolved``: channels with IDs)."""
+    specs = list(resolved) if resolved is not None else list(protocol.channels)
+    channels = [c.channel for c in specs]
     steps = [
         Step("connect", "tem", "Connect to the thromboelastometer and read its identity"),
         Step(
@@ -70,7 +74,7 @@ def compile_plan(protocol: TemProtocol) -> list[Step]:
             args={"hz": protocol.sample_rate_hz},
         )
     )
-    for spec in protocol.channels:
+    for spec in specs:
         steps.append(
             Step(
                 "start_channel",
