@@ -123,6 +123,56 @@ results = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
 )
 
+tubes = sa.Table(
+    "tubes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tube_id", sa.String(20), nullable=False, unique=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("channel", sa.Integer, nullable=False),
+    sa.Column("time_point_s", sa.Float, nullable=False),
+    sa.Column("tube_type", sa.String(20), nullable=False),
+    sa.Column("volume_ml", sa.Float, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("drawn_t_s", sa.Float, nullable=True),
+    sa.Column("drawn_at", sa.String(32), nullable=True),
+    sa.Column("simulated", sa.Boolean, nullable=False),
+)
+
+sample_values = sa.Table(
+    "sample_values",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tube_id", sa.String(20), sa.ForeignKey("tubes.tube_id"), nullable=False),
+    sa.Column("analyte", sa.String(40), nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("unit", sa.String(20), nullable=False),
+    sa.Column("flag", sa.String(40), nullable=False, default=""),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("entered_by", sa.String(120), nullable=False),
+    sa.Column("entered_at", sa.String(32), nullable=False),
+    sa.Column("simulated", sa.Boolean, nullable=False),
+)
+sa.Index("ix_sample_values_tube", sample_values.c.tube_id, sample_values.c.analyte)
+
+prompts = sa.Table(
+    "prompts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("tube_id", sa.String(20), nullable=True),
+    sa.Column("due_t_s", sa.Float, nullable=False),
+    sa.Column("raised_at", sa.String(32), nullable=False),
+    sa.Column("raised_t_s", sa.Float, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("overdue", sa.Boolean, nullable=False, default=False),
+    sa.Column("answered_at", sa.String(32), nullable=True),
+    sa.Column("answered_t_s", sa.Float, nullable=True),
+    sa.Column("answered_by", sa.String(120), nullable=True),
+)
+
 schema_info = sa.Table(
     "schema_info",
     metadata,
@@ -397,6 +447,137 @@ class Store:
                 )
             )
         return version
+
+    # -- sample registry and prompts ---------------------------------------------------------
+    def register_tube(
+        self,
+        run_id: int,
+        *,
+        source: str,
+        channel: int,
+        time_point_s: float,
+        tube_type: str,
+        volume_ml: float,
+        simulated: bool,
+    ) -> str:
+        """Give a new tube its unique ID (``S-000123``, also its barcode value)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                tubes.insert().values(
+                    tube_id=f"pending-{uuid.uuid4().hex[:12]}",
+                    run_id=run_id,
+                    source=source,
+                    channel=channel,
+                    time_point_s=time_point_s,
+                    tube_type=tube_type,
+                    volume_ml=volume_ml,
+                    status="planned",
+                    simulated=simulated,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            tube_id = f"S-{int(key[0]):06d}"
+            conn.execute(tubes.update().where(tubes.c.id == key[0]).values(tube_id=tube_id))
+        return tube_id
+
+    def mark_tube(self, tube_id: str, status: str, drawn_t_s: float | None = None) -> None:
+        values: dict[str, Any] = {"status": status}
+        if status == "drawn":
+            values.update(drawn_t_s=drawn_t_s, drawn_at=utcnow())
+        with self.engine.begin() as conn:
+            conn.execute(tubes.update().where(tubes.c.tube_id == tube_id).values(**values))
+
+    def tubes(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        query = sa.select(tubes).order_by(tubes.c.id)
+        if run_id is not None:
+            query = query.where(tubes.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def tube(self, tube_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tubes).where(tubes.c.tube_id == tube_id)).first()
+        if row is None:
+            raise StorageError(f"no sample tube {tube_id!r} in {self.url}")
+        return dict(row._mapping)
+
+    def add_sample_value(
+        self,
+        tube_id: str,
+        *,
+        analyte: str,
+        value: float | None,
+        unit: str,
+        origin: str,
+        entered_by: str,
+        simulated: bool,
+        flag: str = "",
+    ) -> None:
+        """Attach a measured value to a tube; a later value for the same analyte supersedes it."""
+        self.tube(tube_id)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sample_values.insert().values(
+                    tube_id=tube_id,
+                    analyte=analyte,
+                    value=value,
+                    unit=unit,
+                    flag=flag,
+                    origin=origin,
+                    entered_by=entered_by,
+                    entered_at=utcnow(),
+                    simulated=simulated,
+                )
+            )
+
+    def sample_values(self, run_id: int, analyte: str | None = None) -> list[dict[str, Any]]:
+        """The latest value of each analyte of each tube of a run, with the tube's fields."""
+        query = (
+            sa.select(sample_values, tubes.c.channel, tubes.c.time_point_s, tubes.c.drawn_t_s)
+            .join(tubes, tubes.c.tube_id == sample_values.c.tube_id)
+            .where(tubes.c.run_id == run_id)
+            .order_by(sample_values.c.id)
+        )
+        if analyte is not None:
+            query = query.where(sample_values.c.analyte == analyte)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:
+            latest[(row["tube_id"], row["analyte"])] = row
+        return list(latest.values())
+
+    def add_prompt(
+        self, run_id: int, *, message: str, tube_id: str | None, due_t_s: float, raised_t_s: float
+    ) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                prompts.insert().values(
+                    run_id=run_id,
+                    message=message,
+                    tube_id=tube_id,
+                    due_t_s=due_t_s,
+                    raised_at=utcnow(),
+                    raised_t_s=raised_t_s,
+                    status="open",
+                    overdue=False,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def update_prompt(self, prompt_id: int, **values: Any) -> None:
+        if values.get("status") == "acknowledged":
+            values.setdefault("answered_at", utcnow())
+        with self.engine.begin() as conn:
+            conn.execute(prompts.update().where(prompts.c.id == prompt_id).values(**values))
+
+    def prompts(self, run_id: int) -> list[dict[str, Any]]:
+        query = sa.select(prompts).where(prompts.c.run_id == run_id).order_by(prompts.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     # -- reading ----------------------------------------------------------------------------
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
