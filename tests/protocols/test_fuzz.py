@@ -5,10 +5,14 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols import ProtocolValidationError, TemProtocol, parse_protocol
-from tests.protocols.texts import VALID
-
-LINES = VALID.splitlines(keepends=True)
+from protocols import (
+    ElisaProtocol,
+    LoopProtocol,
+    ProtocolValidationError,
+    TemProtocol,
+    parse_protocol,
+)
+from tests.protocols.texts import ELISA_VALID, LOOP_VALID, VALID
 
 # Values and fragments that exercise YAML features and edge cases of the checks.
 TOKENS = [
@@ -53,6 +57,19 @@ TOKENS = [
     "lot",
     "NATEM",
     "teg",
+    "all",
+    "[1, 9]",
+    "A1",
+    "A01",
+    "I13",
+    "[A1, A1]",
+    "4PL",
+    "EDTA",
+    "2027-06-30",
+    "2027-02-30",
+    "2027-06-30 10:00",
+    "chandler-loop",
+    "elisa",
 ]
 
 FUZZ = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
@@ -69,7 +86,7 @@ def _parse(text: str) -> None:
             assert issue.column >= 1
             assert str(issue).startswith("fuzz.yaml:")
     else:
-        assert isinstance(protocol, TemProtocol)
+        assert isinstance(protocol, TemProtocol | LoopProtocol | ElisaProtocol)
 
 
 @FUZZ
@@ -79,8 +96,8 @@ def test_arbitrary_text(text: str) -> None:
 
 
 @st.composite
-def mutated_protocols(draw: st.DrawFn) -> str:
-    lines = list(LINES)
+def mutated_protocols(draw: st.DrawFn, valid: str) -> str:
+    lines = valid.splitlines(keepends=True)
     for _ in range(draw(st.integers(1, 4))):
         index = draw(st.integers(0, len(lines) - 1))
         action = draw(st.sampled_from(["delete", "duplicate", "value", "insert", "indent"]))
@@ -105,6 +122,18 @@ def mutated_protocols(draw: st.DrawFn) -> str:
 
 
 @FUZZ
-@given(mutated_protocols())
+@given(mutated_protocols(VALID))
 def test_mutated_valid_protocol(text: str) -> None:
+    _parse(text)
+
+
+@FUZZ
+@given(mutated_protocols(LOOP_VALID))
+def test_mutated_valid_loop_protocol(text: str) -> None:
+    _parse(text)
+
+
+@FUZZ
+@given(mutated_protocols(ELISA_VALID))
+def test_mutated_valid_elisa_protocol(text: str) -> None:
     _parse(text)
