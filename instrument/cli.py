@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from instrument.errors import HemocompatError
-from protocols.model import TemProtocol
+from protocols.model import LoopProtocol, TemProtocol
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -66,6 +66,13 @@ def cli(verbose: int) -> None:
 @click.option("--faults", default=None, help="Simulator fault spec, e.g. drop=0.01,corrupt=0.01")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
 @click.option("--dry-run", is_flag=True, help="List the steps and expected duration only.")
+@click.option("--auto-ack", is_flag=True, help="Acknowledge operator prompts at once (simulation).")
+@click.option(
+    "--bath-excursion",
+    default=None,
+    metavar="AT_S:DURATION_S:DELTA_C",
+    help="Simulated bath fault: offset the bath temperature (loop runs).",
+)
 def run(
     protocol_file: str,
     station_file: str | None,
@@ -79,6 +86,8 @@ def run(
     faults: str | None,
     json_file: str | None,
     dry_run: bool,
+    auto_ack: bool,
+    bath_excursion: str | None,
 ) -> None:
     """Run PROTOCOL_FILE on the station's instruments (or simulated ones)."""
     from protocols import load_protocol
@@ -102,6 +111,8 @@ def run(
         lot=lot,
         donor=donor,
         faults=faults,
+        auto_ack=auto_ack,
+        bath_excursion=_parse_excursion(bath_excursion, simulate),
     )
     _print_outcome(outcome)
     if json_file:
@@ -111,13 +122,27 @@ def run(
         raise SystemExit(1)
 
 
-def _require_runnable(protocol: Any) -> TemProtocol:
-    if not isinstance(protocol, TemProtocol):
+def _require_runnable(protocol: Any) -> TemProtocol | LoopProtocol:
+    if not isinstance(protocol, TemProtocol | LoopProtocol):
         raise HemocompatError(
-            f"{protocol.source}: assay '{protocol.assay}' cannot be run with `hemocompat run` "
-            "in this version; thromboelastometry protocols can"
+            f"{protocol.source}: assay '{protocol.assay}' is not run with `hemocompat run`; "
+            "an ELISA plate is read with `hemocompat elisa run` or `hemocompat elisa import`"
         )
     return protocol
+
+
+def _parse_excursion(text: str | None, simulate: bool) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    if not simulate:
+        raise HemocompatError("--bath-excursion only applies to a simulated bath (--simulate)")
+    try:
+        at_s, duration_s, delta_c = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: expected AT_S:DURATION_S:DELTA_C, e.g. 900:300:1.5"
+        ) from None
+    return at_s, duration_s, delta_c
 
 
 def execute_run(
@@ -132,9 +157,15 @@ def execute_run(
     lot: str | None = None,
     donor: str | None = None,
     faults: str | None = None,
+    auto_ack: bool = False,
+    bath_excursion: tuple[float, float, float] | None = None,
 ) -> Any:
-    """Run a protocol with a progress bar; Ctrl-C aborts cleanly (channels stopped)."""
+    """Run a protocol with a progress bar; Ctrl-C aborts cleanly (instruments made safe)."""
+    import queue
+
     from instrument.engine import RunEngine, RunObserver, RunOptions
+    from instrument.loop_engine import LoopRunEngine
+    from instrument.runbase import Prompt
     from instrument.station import load_station, simulated_station
     from instrument.storage import Store
 
@@ -164,6 +195,7 @@ def execute_run(
         seed=seed,
         speed=speed,
         faults=faults,
+        auto_ack=auto_ack,
     )
 
     progress = Progress(
@@ -184,21 +216,50 @@ def execute_run(
             progress.update(task, completed=fraction, device=f"{elapsed_s / 60:5.1f} min")
 
         def event(self, kind: str, message: str, channel: int | None) -> None:
-            if kind in ("ct", "link", "device", "warning", "connected"):
-                progress.console.print(f"  {kind}: {message}")
+            shown = ("ct", "clot", "link", "device", "warning", "connected", "interlock")
+            if kind in (*shown, "overdue", "missed", "equilibrated"):
+                progress.console.print(f"  {kind}: {message}", markup=False)
 
-    engine = RunEngine(protocol, station, store, options, _Observer())
+        def prompt(self, prompt: Prompt) -> None:
+            if not auto_ack:
+                prompts.put(prompt)
+
+    prompts: queue.Queue[Prompt] = queue.Queue()
+    engine: RunEngine | LoopRunEngine
+    if isinstance(protocol, LoopProtocol):
+        engine = LoopRunEngine(protocol, station, store, options, _Observer(), bath_excursion)
+    else:
+        engine = RunEngine(protocol, station, store, options, _Observer())
+    interactive = sys.stdin is not None and sys.stdin.isatty()
     with progress:
         engine.start()
         try:
             while engine.wait(0.1) is None:
-                pass
+                while not prompts.empty():
+                    _answer_prompt(prompts.get(), engine, interactive, progress)
         except KeyboardInterrupt:
             engine.abort("aborted by the operator (Ctrl-C)")
             engine.wait()
     outcome = engine.wait()
     store.close()
     return outcome
+
+
+def _answer_prompt(prompt: Any, engine: Any, interactive: bool, progress: Progress) -> None:
+    """Show a prompt; at a terminal, Enter acknowledges it (the run keeps measuring meanwhile)."""
+    progress.console.print(f"[bold yellow]PROMPT {prompt.id}:[/] {prompt.message}")
+    if not interactive:
+        progress.console.print(
+            "  (no terminal to answer it: it stays open and is flagged when overdue; "
+            "use --auto-ack for simulated runs)"
+        )
+        return
+    progress.stop()
+    try:
+        input("  press Enter when done ")
+    finally:
+        progress.start()
+    engine.acknowledge(prompt.id)
 
 
 def _login_name() -> str:
@@ -210,10 +271,13 @@ def _login_name() -> str:
         return "unknown"
 
 
-def _print_dry_run(protocol: TemProtocol, resolved: Sequence[Any]) -> None:
-    from instrument.plan import compile_plan, expected_duration_s
+def _print_dry_run(protocol: TemProtocol | LoopProtocol, resolved: Sequence[Any]) -> None:
+    from instrument.plan import compile_loop_plan, compile_plan, expected_duration_s
 
-    steps = compile_plan(protocol, resolved)
+    if isinstance(protocol, LoopProtocol):
+        steps = compile_loop_plan(protocol, resolved)
+    else:
+        steps = compile_plan(protocol, resolved)
     table = Table(title=f"{protocol.title} (v{protocol.version}) — dry run")
     table.add_column("#", justify="right")
     table.add_column("role")
@@ -248,6 +312,19 @@ def _print_outcome(outcome: Any) -> None:
         [(c.channel, c.label, c.parameters, c.notes) for c in outcome.channels],
         title="Clot parameters" + (" (SIMULATED)" if outcome.simulated else ""),
     )
+    extra = outcome.extra
+    if "tubes" in extra:
+        drawn = sum(1 for t in extra["tubes"] if t["status"] == "drawn")
+        console.print(
+            f"samples: {drawn} of {len(extra['tubes'])} tubes drawn; "
+            f"{extra['prompts_overdue']} prompt(s) overdue, "
+            f"{extra['prompts_never_acknowledged']} never acknowledged"
+        )
+        for gap in extra["interruptions"]:
+            console.print(
+                f"interlock: timed steps suspended {gap['duration_s']:.0f} s "
+                f"(from {gap['start_t_s']:.0f} s to {gap['end_t_s']:.0f} s device time)"
+            )
     problems = ("corrupt", "duplicates", "gaps", "replays_requested", "data_lost")
     bad = {k: v for k, v in outcome.link_stats.items() if v and k.endswith(problems)}
     if bad:
@@ -262,11 +339,19 @@ def _results_table(
     for _ch, _label, params, _notes in rows:
         keys += [k for k in params if k not in keys]
     table = Table(title=title)
-    table.add_column("parameter")
-    for ch, label, _params, _notes in rows:
-        table.add_column(f"ch{ch}\n{label.replace(' @ ', chr(10))}", justify="right")
-    for key in keys:
-        table.add_row(key, *[_fmt_value(params.get(key)) for _c, _l, params, _n in rows])
+    if len(rows) > 4:  # one row per channel (loops)
+        table.add_column("ch", justify="right")
+        table.add_column("contents")
+        for key in keys:
+            table.add_column(key.replace("_", " "), justify="right")
+        for ch, label, params, _notes in rows:
+            table.add_row(str(ch), label, *[_fmt_value(params.get(k)) for k in keys])
+    else:  # one column per channel, one row per parameter
+        table.add_column("parameter")
+        for ch, label, _params, _notes in rows:
+            table.add_column(f"ch{ch}\n{label.replace(' @ ', chr(10))}", justify="right")
+        for key in keys:
+            table.add_row(key, *[_fmt_value(params.get(key)) for _c, _l, params, _n in rows])
     console.print(table)
     console.print("n.r. = not reached")
     for ch, _label, params, notes in rows:
@@ -278,6 +363,8 @@ def _results_table(
 def _fmt_value(value: Any) -> str:
     if value is None:
         return "n.r."
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
     return str(value)
@@ -470,6 +557,146 @@ def export_csv(store: Any, run_id: int, out_dir: Path) -> list[Path]:
             )
     write("results", ["source", "channel", "version", "parameter", "value", "note"], rows)
     return written
+
+
+# -- sample registry --------------------------------------------------------------------------
+ANALYTES = {"PLT": "10^9/L", "TAT": "ug/L"}
+
+
+@cli.group()
+def samples() -> None:
+    """Sample tubes drawn during runs, and the values measured on them."""
+
+
+@samples.command("list")
+@click.argument("run_id", type=int)
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def samples_list(run_id: int, db: str | None) -> None:
+    """List the tubes of a run with their latest measured values."""
+    from instrument.storage import Store
+
+    store = Store(db)
+    run = store.get_run(run_id)
+    values: dict[str, dict[str, Any]] = {}
+    for v in store.sample_values(run_id):
+        values.setdefault(v["tube_id"], {})[v["analyte"]] = v
+    table = Table(title=f"Tubes of run {run_id}" + (" (SIMULATED)" if run["simulated"] else ""))
+    for col in ("tube", "loop", "time point", "type", "status", "drawn at", *ANALYTES):
+        table.add_column(col)
+    for t in store.tubes(run_id):
+        measured = values.get(t["tube_id"], {})
+        table.add_row(
+            t["tube_id"],
+            str(t["channel"]),
+            f"{t['time_point_s'] / 60:g} min",
+            f"{t['tube_type']} {t['volume_ml']:g} mL",
+            t["status"],
+            "" if t["drawn_t_s"] is None else f"{t['drawn_t_s']:.0f} s",
+            *[
+                _fmt_value(measured[a]["value"]) + (" [SIM]" if measured[a]["simulated"] else "")
+                if a in measured
+                else ""
+                for a in ANALYTES
+            ],
+        )
+    console.print(table)
+
+
+@samples.command("label")
+@click.argument("tube_id")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def samples_label(tube_id: str, db: str | None) -> None:
+    """Print the label text and barcode value (Code 128) of a tube."""
+    from instrument.storage import Store
+
+    t = Store(db).tube(tube_id)
+    console.print(tube_label(t), markup=False)
+
+
+def tube_label(tube: dict[str, Any]) -> str:
+    """Label text for a tube; its barcode value is the tube ID itself."""
+    sim = "  SIMULATED" if tube["simulated"] else ""
+    return (
+        f"{tube['tube_id']}{sim}\n"
+        f"run {tube['run_id']}  loop {tube['channel']}  t={tube['time_point_s'] / 60:g} min\n"
+        f"{tube['tube_type']} {tube['volume_ml']:g} mL\n"
+        f"barcode (Code 128): {tube['tube_id']}"
+    )
+
+
+@samples.command("set")
+@click.argument("tube_id")
+@click.option("--analyte", type=click.Choice(sorted(ANALYTES)), required=True)
+@click.option("--value", type=float, required=True)
+@click.option("--by", "entered_by", default=None, help="Who entered it.  [default: login]")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def samples_set(
+    tube_id: str, analyte: str, value: float, entered_by: str | None, db: str | None
+) -> None:
+    """Enter a measured value by hand (e.g. a platelet count in 10^9/L)."""
+    from instrument.storage import Store
+
+    if value < 0:
+        raise HemocompatError(f"{analyte} value {value} is negative; enter the measured value")
+    Store(db).add_sample_value(
+        tube_id,
+        analyte=analyte,
+        value=value,
+        unit=ANALYTES[analyte],
+        origin="entered by hand",
+        entered_by=entered_by or _login_name(),
+        simulated=False,
+    )
+    console.print(f"{tube_id}: {analyte} = {value:g} {ANALYTES[analyte]}")
+
+
+@samples.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--by", "entered_by", default=None, help="Who imports it.  [default: login]")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def samples_import(csv_file: str, entered_by: str | None, db: str | None) -> None:
+    """Import values from a CSV with columns tube_id, analyte, value (all rows checked first)."""
+    from instrument.storage import Store
+
+    store = Store(db)
+    rows, problems = [], []
+    with open(csv_file, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"tube_id", "analyte", "value"} - set(reader.fieldnames or [])
+        if missing:
+            raise HemocompatError(
+                f"{csv_file}: missing column(s) {', '.join(sorted(missing))}; "
+                "expected a header tube_id,analyte,value"
+            )
+        for line, row in enumerate(reader, start=2):
+            where = f"{csv_file}:{line}"
+            try:
+                value = float(row["value"])
+            except (TypeError, ValueError):
+                problems.append(f"{where}: value {row['value']!r} is not a number")
+                continue
+            if row["analyte"] not in ANALYTES:
+                problems.append(f"{where}: analyte {row['analyte']!r}; allowed: {list(ANALYTES)}")
+                continue
+            try:
+                store.tube(row["tube_id"])
+            except HemocompatError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            rows.append((row["tube_id"], row["analyte"], value))
+    if problems:
+        raise HemocompatError("nothing imported:\n" + "\n".join(problems))
+    for tube_id, analyte, value in rows:
+        store.add_sample_value(
+            tube_id,
+            analyte=analyte,
+            value=value,
+            unit=ANALYTES[analyte],
+            origin=f"imported from {Path(csv_file).name}",
+            entered_by=entered_by or _login_name(),
+            simulated=False,
+        )
+    console.print(f"imported {len(rows)} value(s) from {csv_file}")
 
 
 # -- simulators ------------------------------------------------------------------------------

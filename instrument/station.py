@@ -26,6 +26,8 @@ from instrument.errors import StationError
 #: driver name → roles it can play and its default serial settings.
 DRIVERS: dict[str, dict[str, Any]] = {
     "tem4": {"roles": ("tem",), "baudrate": 115200},
+    "julabo": {"roles": ("bath",), "baudrate": 4800},
+    "loop8": {"roles": ("loop",), "baudrate": 57600},
 }
 SIMULATE = "simulate"
 

@@ -197,7 +197,7 @@ def well_names() -> list[str]:
 
 def well_index(name: str) -> int:
     """Row-major index (0–95) of a well such as ``"B7"`` (``"b07"`` also accepted)."""
-    match = _WELL.match(name.strip()) if isinstance(name, str) else None
+    match = _WELL.fullmatch(name.strip()) if isinstance(name, str) else None
     column = int(match.group(2)) if match else 0
     if match is None or not 1 <= column <= N_COLUMNS:
         raise ValueError(
@@ -221,7 +221,7 @@ def wavelength_problem(nm: object) -> str | None:
 
 def format_command(header: str, *params: int | float | str) -> str:
     """``format_command("CONF:WAV", 492, 650)`` → ``"CONF:WAV 492,650"``."""
-    if not _HEADER_CHARS.match(header):
+    if not _HEADER_CHARS.fullmatch(header):
         raise ValueError(f"{header!r} is not a SCPI header")
     texts: list[str] = []
     for value in params:
@@ -318,7 +318,7 @@ def header_matches(header: str, pattern: str) -> bool:
     ``header_matches(":CONFIGURE:WAVELENGTH", "CONFigure:WAVelength")`` are true;
     ``"CONFIG:WAV"`` is not (SCPI accepts exactly the short or the long form).
     """
-    return _header_regex(pattern).match(header) is not None
+    return _header_regex(pattern).fullmatch(header) is not None
 
 
 # ---------------------------------------------------------------------------- replies
@@ -331,7 +331,7 @@ def _strip_reply(reply: str) -> str:
 def parse_number(reply: str) -> float:
     """A finite SCPI number (NR1, NR2 or NR3: ``25``, ``25.04``, ``2.504E+01``)."""
     text = _strip_reply(reply)
-    if not _NUMBER.match(text):
+    if not _NUMBER.fullmatch(text):
         raise ReplyFormatError(reply, "a decimal number")
     value = float(text)
     if not math.isfinite(value) or abs(value) >= _SCPI_SENTINEL:
@@ -342,7 +342,7 @@ def parse_number(reply: str) -> float:
 def parse_int(reply: str) -> int:
     """A whole number such as ``*ESR?`` returns (``32``)."""
     text = _strip_reply(reply)
-    if not _INTEGER.match(text) or len(text) > 12:
+    if not _INTEGER.fullmatch(text) or len(text) > 12:
         raise ReplyFormatError(reply, "a whole number")
     return int(text)
 
@@ -369,7 +369,7 @@ def format_error_entry(code: int, message: str) -> str:
 
 def parse_error_entry(reply: str) -> ErrorEntry:
     """One ``SYST:ERR?`` reply: ``<code>,"<message>"``, e.g. ``0,"No error"``."""
-    match = _ERROR_ENTRY.match(reply.rstrip("\r\n"))
+    match = _ERROR_ENTRY.fullmatch(reply.rstrip("\r\n"))
     if match is None:
         raise ReplyFormatError(reply, 'an error-queue entry like -113,"Undefined header"')
     return ErrorEntry(int(match.group(1)), match.group(2).replace('""', '"'))
@@ -411,7 +411,7 @@ def parse_wavelengths(reply: str) -> tuple[int, ...]:
     text = _strip_reply(reply)
     parts = [p.strip() for p in text.split(",")]
     expected = f"one or two wavelengths {MIN_WAVELENGTH_NM}–{MAX_WAVELENGTH_NM} nm like '492,650'"
-    if not 1 <= len(parts) <= MAX_WAVELENGTHS or not all(_INTEGER.match(p) for p in parts):
+    if not 1 <= len(parts) <= MAX_WAVELENGTHS or not all(_INTEGER.fullmatch(p) for p in parts):
         raise ReplyFormatError(reply, expected)
     values = tuple(int(p) for p in parts)
     if len(set(values)) != len(values) or any(wavelength_problem(nm) for nm in values):
