@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocols.model import ChannelSpec, TemProtocol
+from protocols.model import ChannelSpec, LoopProtocol, TemProtocol
 
 #: Protocol seconds assumed for reaching the setpoint when estimating a run's duration.
 TEMPERATURE_SETTLE_ESTIMATE_S = 30.0
@@ -105,3 +105,62 @@ def compile_plan(
 
 def expected_duration_s(steps: list[Step]) -> float:
     return sum(s.expected_s for s in steps)
+
+
+#: Protocol seconds allowed for the bath to pass its equilibration gate.
+BATH_TIMEOUT_S = 3600.0
+
+
+def compile_loop_plan(protocol: LoopProtocol, resolved: Sequence[ChannelSpec]) -> list[Step]:
+    """The steps of a Chandler-loop run, in order."""
+    bath, loops, sampling = protocol.bath, protocol.loops, protocol.sampling
+    numbers = [c.channel for c in resolved]
+    per_loop = ", ".join(f"{c.channel}: {c.label}" for c in resolved)
+    times = ", ".join(f"{t / 60:g}" for t in sampling.times_s)
+    return [
+        Step("connect", "bath", "Connect to the water bath and read its identity"),
+        Step("connect", "loop", "Connect to the loop rotator and read its identity"),
+        Step(
+            "set_bath",
+            "bath",
+            f"Set the bath to {bath.setpoint_c:.2f} °C and start circulation",
+            args={"celsius": bath.setpoint_c},
+        ),
+        Step(
+            "wait_bath",
+            "bath",
+            f"Wait until the bath has been within ±{bath.tolerance_c:g} °C of "
+            f"{bath.setpoint_c:.2f} °C for {bath.equilibration_s:g} s",
+            expected_s=bath.equilibration_s,
+            args={
+                "celsius": bath.setpoint_c,
+                "tolerance": bath.tolerance_c,
+                "hold_s": bath.equilibration_s,
+                "timeout_s": BATH_TIMEOUT_S,
+            },
+        ),
+        Step(
+            "prompt",
+            "loop",
+            "Operator fills and mounts the loops",
+            args={
+                "message": (
+                    f"Fill loops {', '.join(map(str, numbers))} with {loops.volume_ml:g} mL of "
+                    f"blood ({loops.heparin_iu_per_ml:g} IU/mL heparin, {loops.tubing}) and add "
+                    f"the contents ({per_loop}); mount them on the rotor, then acknowledge"
+                )
+            },
+        ),
+        Step("set_rpm", "loop", f"Set rotation to {loops.rpm} rpm", args={"rpm": loops.rpm}),
+        Step("start_rotation", "loop", "Start rotation (time zero)"),
+        Step(
+            "acquire",
+            "loop",
+            f"Record loops {', '.join(map(str, numbers))} for {protocol.duration_s / 60:g} min; "
+            f"draw {sampling.volume_ml:g} mL into {sampling.tube} at {times} min",
+            expected_s=protocol.duration_s,
+            args={"duration_s": protocol.duration_s, "channels": numbers},
+        ),
+        Step("stop_rotation", "loop", "Stop rotation (the bath keeps running)"),
+        Step("analyse", "loop", "Compute loop clotting times and platelet consumption"),
+    ]

@@ -6,11 +6,12 @@ the same transports and drivers as to real instruments.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from instrument.errors import RunError
-from protocols.model import ChannelSpec, TemProtocol
+from protocols.model import ChannelSpec, LoopProtocol, TemProtocol
 
 
 def tem_samples(channels: Sequence[ChannelSpec]) -> dict[int, Any]:
@@ -45,19 +46,80 @@ def start_tem4_simulator(
     faults: str | None,
 ) -> Any:
     """Start a TEM-4 simulator measuring the protocol's virtual samples; return it running."""
-    from simulators.faults import FaultPlan
     from simulators.tem4 import Tem4Simulator
 
-    try:
-        plan = FaultPlan.parse(faults) if faults else None
-    except ValueError as exc:
-        raise RunError(f"--faults: {exc}") from None
     sim = Tem4Simulator(
         tem_samples(channels),
         seed=seed,
         speed=speed,
-        faults=plan,
+        faults=_fault_plan(faults),
         rate_hz=protocol.sample_rate_hz,
     )
     sim.start()
     return sim
+
+
+def start_bath_simulator(
+    protocol: LoopProtocol,
+    seed: int,
+    speed: float,
+    excursion: tuple[float, float, float] | None = None,
+) -> Any:
+    """A pre-warmed simulated JULABO bath at the protocol's setpoint (as a lab keeps it)."""
+    from simulators.julabo import BathModel, BathSimulator
+
+    setpoint = protocol.bath.setpoint_c
+    model = BathModel(setpoint_c=setpoint, temperature_c=setpoint, running=True, seed=seed)
+    if excursion is not None:
+        model.inject_excursion(*excursion)
+    # A thermal model needs a finite clock; "max" speed runs the bath at a high fixed factor.
+    sim = BathSimulator(model, speed=speed if math.isfinite(speed) else 1000.0, seed=seed)
+    sim.start()
+    return sim
+
+
+def loop_samples(protocol: LoopProtocol, channels: Sequence[ChannelSpec]) -> dict[int, Any]:
+    """The virtual blood in each loop: donor, MSC lot (or none), dose, heparin, volume."""
+    from simulators.physiology import LoopSample
+
+    tem_like = tem_samples(channels)  # validates the virtual lot and donor IDs
+    return {
+        ch: LoopSample(
+            donor_id=s.donor_id,
+            lot_id=s.lot_id,
+            dose_cells_per_ml=s.dose_cells_per_ml,
+            heparin_iu_per_ml=protocol.loops.heparin_iu_per_ml,
+            volume_ml=protocol.loops.volume_ml,
+        )
+        for ch, s in tem_like.items()
+    }
+
+
+def start_loop8_simulator(
+    protocol: LoopProtocol,
+    channels: Sequence[ChannelSpec],
+    seed: int,
+    speed: float,
+    faults: str | None,
+) -> Any:
+    """Start a LOOP-8 simulator whose loops hold the protocol's virtual blood and cells."""
+    from simulators.loop8 import Loop8Simulator
+
+    sim = Loop8Simulator(
+        loop_samples(protocol, channels),
+        seed=seed,
+        speed=speed,
+        faults=_fault_plan(faults),
+        rate_hz=protocol.sample_rate_hz,
+    )
+    sim.start()
+    return sim
+
+
+def _fault_plan(faults: str | None) -> Any:
+    from simulators.faults import FaultPlan
+
+    try:
+        return FaultPlan.parse(faults) if faults else None
+    except ValueError as exc:
+        raise RunError(f"--faults: {exc}") from None
