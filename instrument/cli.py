@@ -699,6 +699,164 @@ def samples_import(csv_file: str, entered_by: str | None, db: str | None) -> Non
     console.print(f"imported {len(rows)} value(s) from {csv_file}")
 
 
+# -- ELISA ----------------------------------------------------------------------------------
+@cli.group()
+def elisa() -> None:
+    """TAT ELISA plates: read on the plate reader or imported from its CSV export."""
+
+
+def _elisa_options(f: Any) -> Any:
+    f = click.option(
+        "--run", "run_ids", multiple=True, type=int, help="Put this run's tubes on the plate."
+    )(f)
+    f = click.option(
+        "--sample", "sample_ids", multiple=True, help="A tube ID to put on the plate."
+    )(f)
+    f = click.option("--db", default=None, help="Database file or SQLAlchemy URL.")(f)
+    f = click.option("--operator", default=None, help="Who reads the plate.")(f)
+    f = click.option(
+        "--json", "json_file", type=click.Path(dir_okay=False), help="Write results here."
+    )(f)
+    return click.option(
+        "--figure-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Save the standard curve PNG here.",
+    )(f)
+
+
+def _load_elisa_protocol(path: str) -> Any:
+    from protocols import load_protocol
+    from protocols.model import ElisaProtocol
+
+    protocol = load_protocol(path)
+    if not isinstance(protocol, ElisaProtocol):
+        raise HemocompatError(f"{path}: assay '{protocol.assay}' is not an ELISA protocol")
+    return protocol
+
+
+@elisa.command("run")
+@click.argument("protocol_file", type=click.Path(dir_okay=False))
+@click.option("--simulate", is_flag=True, help="Use the built-in simulated plate reader.")
+@click.option("--resource", default=None, help="VISA resource, e.g. TCPIP::10.0.0.7::5025::SOCKET")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--speed", default="100", help="Simulation speed.  [default: 100]")
+@_elisa_options
+def elisa_run(
+    protocol_file: str,
+    simulate: bool,
+    resource: str | None,
+    seed: int,
+    speed: str,
+    run_ids: tuple[int, ...],
+    sample_ids: tuple[str, ...],
+    db: str | None,
+    operator: str | None,
+    json_file: str | None,
+    figure_dir: str | None,
+) -> None:
+    """Read a plate on the ABS-96 (or a simulated one) and analyse it."""
+    from instrument import elisa_run as er
+    from instrument.storage import Store
+
+    protocol = _load_elisa_protocol(protocol_file)
+    store = Store(db)
+    layout = er.plate_layout(protocol, store, run_ids, sample_ids)
+    if simulate == bool(resource):
+        raise HemocompatError("give either --simulate or --resource VISA_RESOURCE")
+    if simulate:
+        reading, instrument = er.read_simulated_plate(
+            protocol, layout, store, seed=seed, speed=parse_speed(speed)
+        )
+    else:
+        assert resource is not None
+        reading, instrument = er.read_plate_on(resource, protocol)
+    outcome = er.analyse_and_store(
+        protocol,
+        reading,
+        layout,
+        store,
+        operator=operator or _login_name(),
+        instrument=instrument,
+        figure_dir=Path(figure_dir) if figure_dir else None,
+    )
+    _finish_elisa(outcome, json_file)
+
+
+@elisa.command("import")
+@click.argument("protocol_file", type=click.Path(dir_okay=False))
+@click.argument("plate_csv", type=click.Path(dir_okay=False))
+@click.option("--simulated-data", is_flag=True, help="The CSV holds simulated absorbances.")
+@_elisa_options
+def elisa_import(
+    protocol_file: str,
+    plate_csv: str,
+    simulated_data: bool,
+    run_ids: tuple[int, ...],
+    sample_ids: tuple[str, ...],
+    db: str | None,
+    operator: str | None,
+    json_file: str | None,
+    figure_dir: str | None,
+) -> None:
+    """Analyse a plate exported as CSV by reader software without remote control."""
+    from dataclasses import replace
+
+    from instrument import elisa_run as er
+    from instrument.analysis.plate import read_plate_csv
+    from instrument.storage import Store
+
+    protocol = _load_elisa_protocol(protocol_file)
+    store = Store(db)
+    layout = er.plate_layout(protocol, store, run_ids, sample_ids)
+    reading = read_plate_csv(plate_csv)
+    if simulated_data:
+        reading = replace(reading, simulated=True)
+    outcome = er.analyse_and_store(
+        protocol,
+        reading,
+        layout,
+        store,
+        operator=operator or _login_name(),
+        figure_dir=Path(figure_dir) if figure_dir else None,
+    )
+    _finish_elisa(outcome, json_file)
+
+
+def _finish_elisa(outcome: Any, json_file: str | None) -> None:
+    r = outcome.result
+    sim = " [bold magenta]SIMULATED[/]" if outcome.simulated else ""
+    verdict = "[green]QC passed[/]" if r.passed else "[red]QC FAILED[/]"
+    console.print(f"ELISA run {outcome.run_id}: {verdict}{sim}")
+    for f in r.findings:
+        console.print(f"  {f.severity}: {f.code} {f.where}: {f.message}", markup=False)
+    table = Table(title="TAT" + (" (SIMULATED)" if outcome.simulated else ""))
+    for col in ("sample", "wells", "dilution", "TAT µg/L", "CV %", "flag", "valid"):
+        table.add_column(col)
+    for s in r.samples.values():
+        table.add_row(
+            s.sample_id,
+            " ".join(s.wells),
+            f"{s.dilution:g}",
+            _fmt_value(s.value_ug_per_l),
+            _fmt_value(s.cv_pct),
+            (s.flag or "") + (f" — {s.reassay}" if s.reassay else ""),
+            "yes" if s.valid else "no",
+        )
+    console.print(table)
+    if outcome.attached:
+        console.print(f"TAT attached to {len(outcome.attached)} tube(s) of the sample registry")
+    elif not r.passed:
+        console.print("no value was attached to any tube: the plate failed QC")
+    if outcome.figure:
+        console.print(f"standard curve: {outcome.figure}")
+    if json_file:
+        Path(json_file).write_text(json.dumps(outcome.to_json(), indent=2) + "\n")
+        console.print(f"results written to {json_file}")
+    if not r.passed:
+        raise SystemExit(1)
+
+
 # -- simulators ------------------------------------------------------------------------------
 @cli.group()
 def simulate() -> None:
