@@ -2,6 +2,18 @@
 
 from protocols.errors import ProtocolValidationError, ValidationIssue
 from protocols.loader import bundled_protocols, check_files, load_protocol, parse_protocol
+from protocols.method import (
+    ClassRule,
+    MethodClass,
+    MethodFile,
+    MethodValidationError,
+    ReleaseCriteria,
+    Thresholds,
+    bundled_methods,
+    check_method_files,
+    load_method,
+    parse_method,
+)
 from protocols.model import (
     ASSAYS,
     ELISA_CURVE_MODELS,
@@ -47,6 +59,7 @@ __all__ = [
     "TEM_STYLES",
     "BathSettings",
     "ChannelSpec",
+    "ClassRule",
     "ClotDetection",
     "ControlSpec",
     "ElisaProtocol",
@@ -54,8 +67,12 @@ __all__ = [
     "KitInfo",
     "LoopProtocol",
     "LoopSettings",
+    "MethodClass",
+    "MethodFile",
+    "MethodValidationError",
     "Protocol",
     "ProtocolValidationError",
+    "ReleaseCriteria",
     "SampleDefaults",
     "SampleLayout",
     "SampleWells",
@@ -63,9 +80,14 @@ __all__ = [
     "StandardLevel",
     "TemAnalysisSettings",
     "TemProtocol",
+    "Thresholds",
     "ValidationIssue",
+    "bundled_methods",
     "bundled_protocols",
     "check_files",
+    "check_method_files",
+    "load_method",
     "load_protocol",
+    "parse_method",
     "parse_protocol",
 ]

@@ -23,6 +23,7 @@ from protocols.assay import (
 )
 from protocols.checker import Checker, compose, one_of, position_of_index
 from protocols.errors import ProtocolValidationError, ValidationIssue
+from protocols.method import is_method_file_name, method_file_issue
 from protocols.model import ASSAYS, SUPPORTED_FORMATS, Protocol
 
 #: The section checker of each assay; a new assay adds its schema here and its name to ASSAYS.
@@ -77,8 +78,8 @@ def check_files(paths: Iterable[str | Path]) -> list[ValidationIssue]:
 
 
 def bundled_protocols() -> list[Path]:
-    """The protocol files shipped with the software, sorted by name."""
-    return sorted(_PACKAGE_DIR.glob("*.yaml"))
+    """The protocol files shipped with the software, sorted by name (method files left out)."""
+    return sorted(p for p in _PACKAGE_DIR.glob("*.yaml") if not is_method_file_name(p))
 
 
 def _file_error(source: str, what: str) -> ProtocolValidationError:
@@ -97,6 +98,8 @@ def _parse(text: str, source: str, sha256: str | None) -> Protocol:
     fields = ck.mapping(node, "", "a mapping of protocol keys (format, id, version, ...)")
     if not isinstance(node, MappingNode):
         raise ProtocolValidationError(ck.sorted_issues())
+    if (method_issue := method_file_issue(fields, source)) is not None:
+        raise ProtocolValidationError([method_issue])
 
     file_format = None
     if "format" in fields:
