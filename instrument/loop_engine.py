@@ -158,12 +158,22 @@ class LoopRunEngine(RunBase):
             self._rotor().set_rpm(args["rpm"])
         elif step.kind == "start_rotation":
             self._rotor().start()
+            self._schedule_bath_excursion()
         elif step.kind == "acquire":
             self._acquire(args["duration_s"], args["channels"])
         elif step.kind == "stop_rotation":
             self._rotor().stop()
         else:
             raise RunError(f"unknown step kind {step.kind!r}")
+
+    def _schedule_bath_excursion(self) -> None:
+        """Simulated bath fault, timed from the start of rotation (time zero of the run)."""
+        bath = self.connections.get("bath")
+        if self._bath_excursion is None or bath is None or bath.simulator is None:
+            return
+        at_s, duration_s, delta_c = self._bath_excursion
+        sim = bath.simulator
+        sim.model.inject_excursion(sim.device_s + at_s, duration_s, delta_c)
 
     def _bath(self) -> Any:
         return self.connections["bath"].driver
@@ -182,7 +192,7 @@ class LoopRunEngine(RunBase):
             settings: dict[str, Any] = dict(JulaboBath.serial_settings())
             if spec.simulated:
                 simulator = simulation.start_bath_simulator(
-                    self.protocol, self.options.seed, self.options.speed, self._bath_excursion
+                    self.protocol, self.options.seed, self.options.speed
                 )
                 resource = simulator.url
                 settings.update(bytesize=8, parity="N")  # a pty carries 8N1 only

@@ -63,15 +63,12 @@ def start_bath_simulator(
     protocol: LoopProtocol,
     seed: int,
     speed: float,
-    excursion: tuple[float, float, float] | None = None,
 ) -> Any:
     """A pre-warmed simulated JULABO bath at the protocol's setpoint (as a lab keeps it)."""
     from simulators.julabo import BathModel, BathSimulator
 
     setpoint = protocol.bath.setpoint_c
     model = BathModel(setpoint_c=setpoint, temperature_c=setpoint, running=True, seed=seed)
-    if excursion is not None:
-        model.inject_excursion(*excursion)
     # A thermal model needs a finite clock; "max" speed runs the bath at a high fixed factor.
     sim = BathSimulator(model, speed=speed if math.isfinite(speed) else 1000.0, seed=seed)
     sim.start()

@@ -102,7 +102,7 @@ def test_bundled_tat_elisa_file() -> None:
     assert protocol.blanks
     assert [c.name for c in protocol.controls] == ["low", "high"]
     assert protocol.sample_layout is not None
-    assert protocol.sample_layout.dilution == 10.0
+    assert protocol.sample_layout.dilution == 2.0
     assert protocol.sample_layout.replicates == 2
     placed = protocol.layout_samples(["S-000001", "S-000002"])
     assert [s.wells for s in placed] == [("B7", "B8"), ("B9", "B10")]
