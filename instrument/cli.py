@@ -857,6 +857,263 @@ def _finish_elisa(outcome: Any, json_file: str | None) -> None:
         raise SystemExit(1)
 
 
+# -- lots, donors, panel, reports ------------------------------------------------------------
+@cli.group()
+def lots() -> None:
+    """The MSC lot registry."""
+
+
+@lots.command("add")
+@click.argument("lot_id")
+@click.option("--tissue-source", required=True, help="bone-marrow, umbilical-cord, adipose, ...")
+@click.option("--product", default="MSC")
+@click.option("--cell-donor", default=None)
+@click.option("--passage", type=int, default=None)
+@click.option("--manufactured-on", default=None, help="YYYY-MM-DD")
+@click.option("--viability-pct", type=float, default=None)
+@click.option("--cd142-pct", type=float, default=None, help="% CD142+ cells")
+@click.option("--cd142-mfi", type=float, default=None, help="CD142 median fluorescence")
+@click.option("--state", default="fresh", help="fresh or cryopreserved")
+@click.option("--notes", default="")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def lots_add(lot_id: str, db: str | None, **fields: Any) -> None:
+    """Register an MSC lot."""
+    from instrument.lots import add_lot
+    from instrument.storage import Store
+
+    add_lot(Store(db), {"lot_id": lot_id, **fields})
+    console.print(f"lot {lot_id} registered")
+
+
+@lots.command("list")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def lots_list(db: str | None) -> None:
+    """List registered lots with their latest class."""
+    from instrument.lots import latest_assessment, list_lots
+    from instrument.storage import Store
+
+    store = Store(db)
+    table = Table(title="MSC lots")
+    for col in ("lot", "tissue", "passage", "% CD142+", "MFI", "viability %", "class", "data"):
+        table.add_column(col)
+    for lot in list_lots(store):
+        latest = latest_assessment(store, lot["lot_id"])
+        table.add_row(
+            lot["lot_id"],
+            lot["tissue_source"],
+            _fmt_value(lot["passage"]),
+            _fmt_value(lot["cd142_pct"]),
+            _fmt_value(lot["cd142_mfi"]),
+            _fmt_value(lot["viability_pct"]),
+            (latest or {}).get("class_id") or "—",
+            "SIMULATED" if lot["simulated"] else "",
+        )
+    console.print(table)
+
+
+@lots.command("show")
+@click.argument("lot_id")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def lots_show(lot_id: str, db: str | None) -> None:
+    """Show a lot, its runs and its latest assessment."""
+    from instrument.lots import get_lot, latest_assessment, lot_runs
+    from instrument.storage import Store
+
+    store = Store(db)
+    lot = get_lot(store, lot_id)
+    for key, value in lot.items():
+        console.print(f"  {key}: {value}", markup=False)
+    for run in lot_runs(store, lot_id):
+        console.print(f"  run {run['id']}: {run['assay']} {run['protocol_id']} ({run['status']})")
+    latest = latest_assessment(store, lot_id)
+    if latest:
+        a = latest["assessment"]
+        console.print(
+            f"  class: {latest['class_id']} (method {latest['method_id']} v"
+            f"{latest['method_version']})"
+        )
+        explanation = a.get("explanation")
+        if explanation:
+            console.print(f"  {explanation}", markup=False)
+
+
+@lots.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def lots_import(csv_file: str, db: str | None) -> None:
+    """Import lots from CSV (header: lot_id,tissue_source,passage,cd142_pct,...)."""
+    from instrument.lots import import_lots_csv
+    from instrument.storage import Store
+
+    count = import_lots_csv(Store(db), Path(csv_file))
+    console.print(f"imported {count} lot(s)")
+
+
+@cli.group()
+def donors() -> None:
+    """The blood-donor registry (pseudonymised IDs only)."""
+
+
+@donors.command("add")
+@click.argument("donor_id")
+@click.option("--draw-time", default=None, help="ISO time of the blood draw")
+@click.option("--anticoagulant", default="citrate")
+@click.option("--anticoagulant-dose", default="")
+@click.option("--coagulability", default="healthy", help="healthy, hypercoagulable or patient")
+@click.option("--patient-group", default="", help="e.g. COVID-19, sepsis, trauma")
+@click.option("--notes", default="")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def donors_add(donor_id: str, db: str | None, **fields: Any) -> None:
+    """Register a blood donor."""
+    from instrument.lots import add_donor
+    from instrument.storage import Store
+
+    add_donor(Store(db), {"donor_id": donor_id, **fields})
+    console.print(f"donor {donor_id} registered")
+
+
+@donors.command("list")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def donors_list(db: str | None) -> None:
+    """List registered blood donors."""
+    from instrument.lots import list_donors
+    from instrument.storage import Store
+
+    table = Table(title="Blood donors")
+    for col in ("donor", "drawn", "anticoagulant", "coagulability", "group", "data"):
+        table.add_column(col)
+    for d in list_donors(Store(db)):
+        table.add_row(
+            d["donor_id"],
+            d["draw_time"] or "",
+            f"{d['anticoagulant']} {d['anticoagulant_dose']}".strip(),
+            d["coagulability"],
+            d["patient_group"],
+            "SIMULATED" if d["simulated"] else "",
+        )
+    console.print(table)
+
+
+@cli.command()
+@click.argument("lot_id")
+@click.option("--simulate", is_flag=True, help="Use the built-in simulated instruments.")
+@click.option("--station", "station_file", type=click.Path(dir_okay=False), help="Station file.")
+@click.option("--speed", default="600", help="Simulation speed.  [default: 600]")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--donor", default=None, help="Blood donor for every run of the panel.")
+@click.option("--method", "method_file", default=None, help="Decision method file.")
+@click.option("--out", "out_dir", default="reports", show_default=True, help="Report folder.")
+@click.option("--operator", default=None)
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
+def panel(
+    lot_id: str,
+    simulate: bool,
+    station_file: str | None,
+    speed: str,
+    seed: int,
+    donor: str | None,
+    method_file: str | None,
+    out_dir: str,
+    operator: str | None,
+    db: str | None,
+    json_file: str | None,
+) -> None:
+    """Run the whole panel for LOT_ID: TEM dose series, loops, ELISA, indices, report."""
+    from instrument.panel import run_panel
+    from instrument.station import load_station
+    from instrument.storage import Store
+
+    if not simulate and not station_file:
+        raise HemocompatError("give --simulate or --station FILE")
+    store = Store(db)
+    outcome = run_panel(
+        lot_id,
+        store,
+        simulate=simulate,
+        station=load_station(station_file) if station_file else None,
+        speed=parse_speed(speed),
+        seed=seed,
+        donor=donor,
+        operator=operator or _login_name(),
+        method_path=Path(method_file) if method_file else None,
+        out_dir=Path(out_dir),
+        say=lambda text: console.print(text, markup=False),
+    )
+    _print_assessment(outcome.assessment, outcome.simulated)
+    for path in outcome.reports:
+        console.print(f"wrote {path}")
+    if json_file:
+        Path(json_file).write_text(json.dumps(outcome.to_json(), indent=2, default=str) + "\n")
+        console.print(f"results written to {json_file}")
+
+
+def _print_assessment(a: dict[str, Any], simulated: bool) -> None:
+    sim = " [bold magenta]SIMULATED[/]" if simulated else ""
+    decision = a.get("decision") or {}
+    name = decision.get("name") or decision.get("class_id") or "not classified"
+    console.print(f"[bold]class: {name}[/]{sim}")
+    route = decision.get("route")
+    if route:
+        console.print(f"route: {route}", markup=False)
+    if a.get("explanation"):
+        console.print(str(a["explanation"]), markup=False)
+    console.print(
+        "These indices and classes are hemocompat's documented construct for research use "
+        "(docs/indices.md), not a clinical rule."
+    )
+
+
+@cli.command()
+@click.argument("lot_id")
+@click.option("--method", "method_file", default=None, help="Decision method file.")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def assess(lot_id: str, method_file: str | None, db: str | None) -> None:
+    """Recompute a lot's indices and class from its stored runs (a new assessment version)."""
+    from instrument.panel import assess_and_store
+    from instrument.storage import Store
+    from protocols import bundled_methods, load_method
+
+    store = Store(db)
+    method = load_method(method_file or bundled_methods()[0])
+    _assessment_id, body = assess_and_store(store, lot_id, method)
+    _print_assessment(body, False)
+
+
+@cli.command()
+@click.argument("lot_id")
+@click.option("--pdf", "pdf_file", default=None, type=click.Path(dir_okay=False))
+@click.option("--xlsx", "xlsx_file", default=None, type=click.Path(dir_okay=False))
+@click.option("--csv", "csv_dir", default=None, type=click.Path(file_okay=False))
+@click.option("--figures", "figure_dir", default=None, help="Folder with ELISA curve PNGs.")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def report(
+    lot_id: str,
+    pdf_file: str | None,
+    xlsx_file: str | None,
+    csv_dir: str | None,
+    figure_dir: str | None,
+    db: str | None,
+) -> None:
+    """Write a lot's report as PDF, XLSX and/or CSV."""
+    from instrument.report_data import build_lot_report
+    from instrument.reports import write_csv, write_pdf, write_xlsx
+    from instrument.storage import Store
+
+    if not (pdf_file or xlsx_file or csv_dir):
+        raise HemocompatError("choose at least one of --pdf FILE, --xlsx FILE, --csv DIR")
+    data = build_lot_report(Store(db), lot_id, Path(figure_dir) if figure_dir else None)
+    written: list[Path] = []
+    if pdf_file:
+        written.append(write_pdf(data, Path(pdf_file)))
+    if xlsx_file:
+        written.append(write_xlsx(data, Path(xlsx_file)))
+    if csv_dir:
+        written += write_csv(data, Path(csv_dir))
+    for path in written:
+        console.print(f"wrote {path}")
+
+
 # -- simulators ------------------------------------------------------------------------------
 @cli.group()
 def simulate() -> None:

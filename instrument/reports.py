@@ -30,6 +30,7 @@ from xml.sax.saxutils import escape
 import matplotlib
 import openpyxl  # type: ignore[import-untyped]
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]
 from openpyxl.styles import Alignment, Font, PatternFill  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
@@ -606,21 +607,27 @@ def _summary_story(report: LotReport, st: _Styles, *, simulated: bool) -> list[A
     if simulated:
         out.append(Paragraph(_e(SIMULATED_NOTICE), st.banner))
     out.append(_class_box(klass, st))
+    out.append(Spacer(1, 3))
+    out.append(Paragraph(_e(report.disclaimer), st.small))
 
     out.append(Paragraph("Lot record", st.h2))
-    out += _key_value_table(lot_table(report).rows, st) or [_none(st, "no lot record")]
+    lot_rows = [(_pretty(k), v) for k, v in lot_table(report).rows]
+    out += _key_value_table(lot_rows, st) or [_none(st, "no lot record")]
     out.append(Paragraph("Blood donors", st.h2))
     donors = donor_table(report)
-    out += _grid(donors.columns, donors.rows, st) if donors.rows else [_none(st, "no donors")]
+    if donors.rows:
+        out += _grid([_pretty(c) for c in donors.columns], donors.rows, st)
+    else:
+        out.append(_none(st, "no donors"))
 
     out += _decision_story(assessment, st)
 
     dose_rows = _dose_rows(assessment)
-    out.append(Paragraph("Per-dose indices", st.h2))
+    heading = Paragraph("Per-dose indices", st.h2)
     if dose_rows:
-        out += _dose_grid(dose_rows, st)
+        out.append(KeepTogether([heading, *_dose_grid(dose_rows, st)]))
     else:
-        out.append(_none(st, "no per-dose indices in the assessment"))
+        out += [heading, _none(st, "no per-dose indices in the assessment")]
 
     figures = _key_figures(assessment)
     if figures:
@@ -722,7 +729,8 @@ def _decision_story(assessment: Mapping[str, Any], st: _Styles) -> list[Any]:
         checks = release.get("checks")
         if _is_dict_list(checks):
             rows = [
-                (_pretty(str(c.get("key", ""))), _verdict(c), c.get("text", "")) for c in checks
+                (_pretty(_index_name(str(c.get("key", "")))), _verdict(c), c.get("text", ""))
+                for c in checks
             ]
             out += _grid(("criterion", "result", "detail"), rows, st, widths=(0.3, 0.15, 0.55))
     return out
@@ -758,7 +766,16 @@ def _limit_text(key: str, limit: Any) -> str:
 
 def _dose_grid(rows: Sequence[_DoseRow], st: _Styles) -> list[Any]:
     columns = _union_keys([r.values for r in rows])
-    body = [[r.values.get(c) for c in columns] for r in rows]
+    listed = {"exceeded", "not_assessed"}
+    body = [
+        [
+            ", ".join(_pretty(n) for n in str(r.values[c]).split(", ") if n)
+            if c in listed and r.values.get(c)
+            else r.values.get(c)
+            for c in columns
+        ]
+        for r in rows
+    ]
     alerts: list[tuple[int, int]] = []
     unknown: list[tuple[int, int]] = []
     for i, row in enumerate(rows):
@@ -882,12 +899,13 @@ def _run_story(run: RunSection, st: _Styles) -> list[Any]:
         png, aspect = _trace_figure(run)
         out.append(KeepTogether([Paragraph(kind, st.h2), _png_image(png, aspect)]))
     if run.tat_courses:
-        out.append(Paragraph("TAT time courses", st.h2))
         figure = _tat_figure(run)
-        if figure is not None:
-            out.append(_png_image(*figure))
-        else:
-            out.append(_none(st, "no TAT value above zero to plot"))
+        shown = (
+            _png_image(*figure)
+            if figure is not None
+            else _none(st, "no TAT value above zero to plot")
+        )
+        out.append(KeepTogether([Paragraph("TAT time courses", st.h2), shown]))
         out += _tat_grid(run, st)
     if run.figure_png:
         out += _file_figure(run.figure_png, st)
@@ -944,7 +962,8 @@ def _file_figure(path_text: str, st: _Styles) -> list[Any]:
     except (OSError, ValueError) as exc:
         return [title, _none(st, f"figure {path} could not be read: {exc}")]
     aspect = height_px / width_px if width_px else 0.7
-    return [KeepTogether([title, _png_image(str(path), aspect, width=0.75 * _FRAME_W)])]
+    width = min(0.75 * _FRAME_W, 0.75 * width_px)  # not enlarged below 96 dpi
+    return [KeepTogether([title, _png_image(str(path), aspect, width=width)])]
 
 
 # -- PDF: closing page --------------------------------------------------------------------------
@@ -970,7 +989,7 @@ def _closing_story(report: LotReport, st: _Styles, *, simulated: bool) -> list[A
             for (pid, version, sha), runs in protocols.items()
         ]
         out += _grid(
-            ("protocol", "version", "SHA-256", "runs"), rows, st, widths=(0.3, 0.1, 0.48, 0.12)
+            ("protocol", "version", "SHA-256", "runs"), rows, st, widths=(0.24, 0.08, 0.6, 0.08)
         )
 
     out.append(Paragraph("Software", st.h2))
@@ -1081,7 +1100,10 @@ def _grid(
             col_widths = [w * _FRAME_W for w in widths]
         else:
             col_widths = _fit_widths(
-                [columns[j] for j in chunk], [[row[j] for j in chunk] for row in rows], first_wide
+                [columns[j] for j in chunk],
+                [[row[j] for j in chunk] for row in rows],
+                st,
+                first_wide,
             )
         table = Table([head, *body], colWidths=col_widths, repeatRows=1, hAlign="LEFT")
         commands: list[tuple[Any, ...]] = [
@@ -1100,17 +1122,44 @@ def _grid(
 
 
 def _fit_widths(
-    columns: Sequence[Any], rows: Sequence[Sequence[Any]], first_wide: bool
+    columns: Sequence[Any], rows: Sequence[Sequence[Any]], st: _Styles, first_wide: bool
 ) -> list[float]:
-    """Column widths proportional to their longest text, each at least a minimum."""
-    need = []
+    """Column widths that fit the frame: no word broken if possible, long texts wrapped first.
+
+    Each column wants its longest cell on one line (headers on about two lines) and needs at
+    least its longest word; the frame width is shared out between the two.
+    """
+    size = st.cell.fontSize
+    pad = 8.0
+
+    def width(text: str, font: str) -> float:
+        return float(pdfmetrics.stringWidth(text, font, size))
+
+    least: list[float] = []
+    want: list[float] = []
     for j, column in enumerate(columns):
-        longest = max([len(str(column)) * 0.8, *(len(_fmt(r[j])) for r in rows if j < len(r))])
-        need.append(min(max(longest, 5.0), 40.0))
-    if first_wide and need:
-        need[0] = max(need[0], 14.0)
-    total = sum(need)
-    return [n / total * _FRAME_W for n in need]
+        header = str(column)
+        cells = [_fmt(r[j]) for r in rows if j < len(r)]
+        words = [w for text in cells for w in text.split()]
+        low = max(
+            [width(w, st.fonts.bold) for w in header.split()]
+            + [width(w, st.fonts.regular) for w in words],
+            default=0.0,
+        )
+        high = max(
+            [width(header, st.fonts.bold) * 0.6] + [width(c, st.fonts.regular) for c in cells]
+        )
+        least.append(min(low, 0.45 * _FRAME_W) + pad)
+        want.append(min(max(high, low), 0.45 * _FRAME_W) + pad)
+    if first_wide and want:
+        want[0] = max(want[0], 0.14 * _FRAME_W)
+    total_want, total_least = sum(want), sum(least)
+    if total_want <= _FRAME_W:
+        return [w + (_FRAME_W - total_want) * w / total_want for w in want]
+    if total_least <= _FRAME_W:
+        share = (_FRAME_W - total_least) / (total_want - total_least)
+        return [lo + (w - lo) * share for lo, w in zip(least, want, strict=True)]
+    return [lo * _FRAME_W / total_least for lo in least]
 
 
 def _none(st: _Styles, text: str) -> Any:
@@ -1184,6 +1233,7 @@ def _trace_figure(run: RunSection) -> tuple[bytes, float]:
                 color="#c00000",
                 va="top",
                 ha="left",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.6},
             )
         elif _is_motion(trace):
             ax.text(0.98, 0.06, "no clot", transform=ax.transAxes, fontsize=6, ha="right")
@@ -1210,6 +1260,9 @@ def _tat_figure(run: RunSection) -> tuple[bytes, float] | None:
         if not points:
             continue
         label = f"loop {loop}" + (f" · {labels[loop]}" if labels.get(loop) else "")
+        style: dict[str, Any] = (
+            {"color": "#404040", "ls": "--"} if "vehicle" in labels.get(loop, "").lower() else {}
+        )
         ax.plot(
             [t / 60 for t, _ in points],
             [v for _, v in points],
@@ -1217,19 +1270,30 @@ def _tat_figure(run: RunSection) -> tuple[bytes, float] | None:
             ms=3,
             lw=1,
             label=label,
+            **style,
         )
         plotted += 1
     if not plotted:
         return None
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(_log_minor_label))
+    ax.tick_params(which="both", labelsize=6.5)
     ax.set_xlabel("time (min)", fontsize=7)
     ax.set_ylabel("TAT (µg/L)", fontsize=7)
-    ax.tick_params(labelsize=6.5)
     ax.grid(alpha=0.3, which="both", lw=0.4)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if run.simulated:
         ax.set_title(SIMULATED, fontsize=7, color="#c00000", loc="right")
     return _png(fig)
+
+
+def _log_minor_label(value: float, _pos: int | None) -> str:
+    """Label the minor ticks 2 and 5 of each decade on a log axis; the rest stay unlabelled."""
+    if value <= 0:
+        return ""
+    leading = round(value / 10 ** math.floor(math.log10(value)))
+    return f"{value:g}" if leading in (2, 5) else ""
 
 
 def _plot_points(trace: Trace) -> tuple[list[float], list[float]]:
@@ -1404,7 +1468,7 @@ _SUFFIX_UNITS = (
     ("_min", "min"),
     ("_s", "s"),
 )
-_UPPER_WORDS = {"ct", "cft", "mcf", "tat", "auc", "plt", "iv", "id", "cd142", "mfi", "r"}
+_UPPER_WORDS = {"ct", "cft", "mcf", "tat", "auc", "plt", "iv", "id", "cd142", "mfi", "r", "tem"}
 
 
 def _pretty(key: str) -> str:
