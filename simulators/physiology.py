@@ -1,4 +1,5 @@
-"""The virtual lab: simulated blood donors, MSC lots and the thromboelastometry trace model.
+"""The virtual lab: simulated blood donors, MSC lots, the thromboelastometry trace model and
+the whole-blood (Chandler) loop model.
 
 Everything here produces SIMULATED data for testing the software, not predictions about real
 cells or blood. Parameters and their sources live in ``simulators/data/virtual_lab.yaml``;
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "CLOT_MOTION_PERMILLE",
     "AssayParameters",
     "CoagulabilityState",
     "Donor",
+    "Loop8InstrumentParameters",
+    "LoopCoagulability",
+    "LoopModelParameters",
+    "LoopSample",
+    "LoopTruth",
     "MscLot",
     "Tem4InstrumentParameters",
     "TemSample",
@@ -29,6 +36,7 @@ __all__ = [
     "VirtualLab",
     "VirtualLabError",
     "ground_truth_parameters",
+    "loop_truth",
     "tem_truth",
 ]
 
@@ -43,6 +51,10 @@ _MIN_SHAPE_N = 0.3
 #: Stream identifiers mixed into the seed so truth draws and noise draws never overlap.
 TRUTH_STREAM = 0x7E4A
 NOISE_STREAM = 0x9015
+LOOP_TRUTH_STREAM = 0x100B
+#: A loop's ground-truth clot time is when its noise-free motion signal falls to this level.
+CLOT_MOTION_PERMILLE = 300.0
+_FREE_MOTION_PERMILLE = 1000.0
 
 _FORMAT = "hemocompat-virtual-lab/1"
 _DEFAULT_FILE = "virtual_lab.yaml"
@@ -151,6 +163,51 @@ class Tem4InstrumentParameters:
 
 
 @dataclass(frozen=True, slots=True)
+class LoopCoagulability:
+    """Multipliers a coagulability state applies in the loop model."""
+
+    name: str
+    threshold_factor: float
+    clot_time_factor: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoopModelParameters:
+    """Parameters of the whole-blood (Chandler) loop model; see docs/virtual-lab.md."""
+
+    threshold_load_tfu_per_ml: float
+    heparin_threshold_factor_per_iu_ml: float
+    contact_load_tfu_per_ml: float
+    reference_volume_ml: float
+    clot_time_min_s: float
+    clot_time_scale_s: float
+    horizon_s: float
+    threshold_log_sd: float
+    clot_time_cv: float
+    motion_floor_permille: float
+    motion_fall_10_90_s: float
+    drift_permille_per_ug_per_l_tat: float
+    max_drift_permille: float
+    tat_pre_clot_ug_per_l_at_1h: float
+    tat_burst_ug_per_l: float
+    tat_burst_lead_s: float
+    tat_burst_width_s: float
+    platelet_consumption_fraction_per_h: float
+    platelet_max_pre_clot_fraction: float
+    platelet_residual_fraction: float
+    coagulability: Mapping[str, LoopCoagulability]
+
+
+@dataclass(frozen=True, slots=True)
+class Loop8InstrumentParameters:
+    """Behaviour of the simulated LOOP-8 that is not physiology (noise, housing temperature)."""
+
+    motion_noise_sd_permille: float
+    housing_temperature_c: float
+    over_temperature_c: float
+
+
+@dataclass(frozen=True, slots=True)
 class VirtualLab:
     """All virtual-lab parameters, loaded from one documented data file."""
 
@@ -165,6 +222,8 @@ class VirtualLab:
     tfu_per_positive_cell_at_mfi_1: float
     tem4: Tem4InstrumentParameters
     references: Mapping[str, str] = field(default_factory=dict)
+    loop: LoopModelParameters | None = None
+    loop8: Loop8InstrumentParameters | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> VirtualLab:
@@ -194,6 +253,28 @@ class VirtualLab:
             return self.lots[lot_id]
         except KeyError:
             raise UnknownVirtualSample("lot", lot_id, sorted(self.lots)) from None
+
+    def loop_model(self) -> LoopModelParameters:
+        """The loop-model parameters; VirtualLabError if the file has no ``loop`` section."""
+        if self.loop is None:
+            raise VirtualLabError(
+                self.source,
+                "loop",
+                "the whole-blood loop model section is missing; copy it from the packaged "
+                "simulators/data/virtual_lab.yaml",
+            )
+        return self.loop
+
+    def loop8_instrument(self) -> Loop8InstrumentParameters:
+        """The simulated LOOP-8's parameters; VirtualLabError if the file has none."""
+        if self.loop8 is None:
+            raise VirtualLabError(
+                self.source,
+                "instrument.loop8",
+                "the LOOP-8 instrument section is missing; copy it from the packaged "
+                "simulators/data/virtual_lab.yaml",
+            )
+        return self.loop8
 
     def assay(self, name: str) -> AssayParameters:
         """The parameters of an assay by its wire name (case-insensitive)."""
@@ -396,6 +477,207 @@ def ground_truth_parameters(truth: TemTruth, duration_s: float) -> dict[str, flo
     }
 
 
+# --------------------------------------------------------------------------- the loop model
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSample:
+    """What is in a Chandler loop: blood of a donor with heparin, optionally spiked with cells.
+
+    ``lot_id=None`` or ``dose_cells_per_ml=0`` is the vehicle control. ``heparin_iu_per_ml``
+    is the heparin added to the loop's blood (1 IU/mL is the usual loop set-up); the donor's
+    own heparin, if any, adds to it.
+    """
+
+    donor_id: str
+    lot_id: str | None = None
+    dose_cells_per_ml: float = 0.0
+    heparin_iu_per_ml: float = 1.0
+    volume_ml: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("dose_cells_per_ml", "heparin_iu_per_ml"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not math.isfinite(self.volume_ml) or not 0 < self.volume_ml <= 50:
+            raise ValueError(
+                f"volume_ml must be a blood volume above 0 and up to 50 mL, got {self.volume_ml!r}"
+            )
+
+    @property
+    def is_vehicle(self) -> bool:
+        return self.lot_id is None or self.dose_cells_per_ml == 0
+
+
+def _logistic(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """1 / (1 + exp(-x)) without overflow (x may be +-inf)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+@dataclass(frozen=True, slots=True)
+class LoopTruth:
+    """The noise-free signals behind one simulated Chandler loop, as functions of time.
+
+    ``clot_time_s`` is the time the noise-free motion signal falls to
+    :data:`CLOT_MOTION_PERMILLE` (300 ‰), or None when the loop does not clot within
+    ``horizon_s``. ``crossing_time_s(level)`` gives the same for any other level.
+    """
+
+    clot_time_s: float | None
+    tf_load_tfu_per_ml: float
+    contact_load_tfu_per_ml: float
+    threshold_load_tfu_per_ml: float
+    heparin_iu_per_ml: float
+    horizon_s: float
+    baseline_tat_ug_per_l: float
+    baseline_platelets_e9_per_l: float
+    floor_permille: float
+    fall_center_s: float
+    fall_width_s: float
+    drift_permille_per_ug_per_l_tat: float
+    max_drift_permille: float
+    tat_pre_clot_ug_per_l_at_1h: float
+    tat_burst_ug_per_l: float
+    tat_burst_center_s: float
+    tat_burst_width_s: float
+    platelet_consumption_fraction_per_h: float
+    platelet_max_pre_clot_fraction: float
+    platelet_residual_fraction: float
+
+    @property
+    def load_ratio(self) -> float:
+        """(cell TF load + contact load) / the load needed to clot; the loop can clot above 1."""
+        return (self.tf_load_tfu_per_ml + self.contact_load_tfu_per_ml) / (
+            self.threshold_load_tfu_per_ml
+        )
+
+    def _pre_clot_h(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Hours of pre-clot generation: time, frozen at the clot time (or the horizon)."""
+        end = self.horizon_s if self.clot_time_s is None else self.clot_time_s
+        return np.clip(t, 0.0, end) / 3600.0
+
+    def _pre_clot_tat(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
+        h = self._pre_clot_h(t)
+        return self.tat_pre_clot_ug_per_l_at_1h * self.load_ratio * h * h
+
+    def clotted_fraction(self, t_s: ArrayLike) -> NDArray[np.float64]:
+        """0 while the blood moves freely, rising to 1 as the occlusive clot forms."""
+        t = np.asarray(t_s, dtype=np.float64)
+        return _logistic((t - self.fall_center_s) / self.fall_width_s)
+
+    def motion_permille(self, t_s: ArrayLike) -> NDArray[np.float64]:
+        """Noise-free clot-sensor motion: ~1000 ‰, a small drift as fibrin forms, then the
+        fall to ``floor_permille`` over a minute or two around the clot time."""
+        t = np.asarray(t_s, dtype=np.float64)
+        drift = np.minimum(
+            self.max_drift_permille, self.drift_permille_per_ug_per_l_tat * self._pre_clot_tat(t)
+        )
+        free = _FREE_MOTION_PERMILLE - drift
+        floor = self.floor_permille
+        return floor + (free - floor) * (1.0 - self.clotted_fraction(t))
+
+    def tat_ug_per_l(self, t_s: ArrayLike) -> NDArray[np.float64]:
+        """Thrombin-antithrombin: the donor's baseline, a rise with the TF load, and a burst of
+        ``tat_burst_ug_per_l`` around clotting."""
+        t = np.asarray(t_s, dtype=np.float64)
+        burst = _logistic((t - self.tat_burst_center_s) / self.tat_burst_width_s)
+        return self.baseline_tat_ug_per_l + self._pre_clot_tat(t) + self.tat_burst_ug_per_l * burst
+
+    def platelets_e9_per_l(self, t_s: ArrayLike) -> NDArray[np.float64]:
+        """Free platelet count: consumed slowly with the TF load, then trapped in the clot
+        (``platelet_residual_fraction`` of baseline left once it has formed)."""
+        t = np.asarray(t_s, dtype=np.float64)
+        pre = np.minimum(
+            self.platelet_max_pre_clot_fraction,
+            self.platelet_consumption_fraction_per_h * self.load_ratio * self._pre_clot_h(t),
+        )
+        trapped = (1.0 - self.platelet_residual_fraction) * self.clotted_fraction(t)
+        return self.baseline_platelets_e9_per_l * (1.0 - pre) * (1.0 - trapped)
+
+    def crossing_time_s(self, threshold_permille: float) -> float | None:
+        """First time the noise-free motion is at or below ``threshold_permille``; None if it
+        never gets there (no clot within the horizon, or a level below the floor)."""
+        if float(self.motion_permille(0.0)) <= threshold_permille:
+            return 0.0
+        end = self.horizon_s
+        if self.clot_time_s is not None:
+            end = max(end, self.fall_center_s + 40.0 * self.fall_width_s)
+        if float(self.motion_permille(end)) > threshold_permille:
+            return None
+        lo, hi = 0.0, end  # the motion falls monotonically: bisect
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            if float(self.motion_permille(mid)) <= threshold_permille:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+
+def loop_truth(lab: VirtualLab, sample: LoopSample, seed: int, loop: int) -> LoopTruth:
+    """The true signals of ``sample`` rotating in loop ``loop`` (deterministic).
+
+    The within-run variation is drawn from (seed, loop) only, so two samples run with the same
+    seed and loop differ exactly by their physiology.
+    """
+    p = lab.loop_model()
+    donor = lab.donor(sample.donor_id)
+    state = p.coagulability[donor.coagulability]
+    tf_per_cell = lab.lot(sample.lot_id).tf_per_cell_tfu if sample.lot_id is not None else 0.0
+    load = sample.dose_cells_per_ml * tf_per_cell
+    contact = p.contact_load_tfu_per_ml * p.reference_volume_ml / sample.volume_ml
+    heparin = donor.heparin_iu_per_ml + sample.heparin_iu_per_ml
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, loop, LOOP_TRUTH_STREAM]))
+    z = np.clip(rng.standard_normal(2), -3.0, 3.0)
+    threshold = (
+        p.threshold_load_tfu_per_ml
+        * state.threshold_factor
+        * (1.0 + p.heparin_threshold_factor_per_iu_ml * heparin)
+        * math.exp(p.threshold_log_sd * float(z[0]))
+    )
+    ratio = (load + contact) / threshold
+    clot: float | None = None
+    if ratio > 1.0:
+        t_clot = p.clot_time_min_s + p.clot_time_scale_s / math.log10(ratio)
+        t_clot *= state.clot_time_factor * (1.0 + p.clot_time_cv * float(z[1]))
+        if t_clot <= p.horizon_s:
+            clot = t_clot
+
+    width = p.motion_fall_10_90_s / (2.0 * math.log(9.0))
+    truth = LoopTruth(
+        clot_time_s=clot,
+        tf_load_tfu_per_ml=load,
+        contact_load_tfu_per_ml=contact,
+        threshold_load_tfu_per_ml=threshold,
+        heparin_iu_per_ml=heparin,
+        horizon_s=p.horizon_s,
+        baseline_tat_ug_per_l=donor.tat_ug_per_l,
+        baseline_platelets_e9_per_l=donor.platelets_e9_per_l,
+        floor_permille=p.motion_floor_permille,
+        fall_center_s=math.inf,
+        fall_width_s=width,
+        drift_permille_per_ug_per_l_tat=p.drift_permille_per_ug_per_l_tat,
+        max_drift_permille=p.max_drift_permille,
+        tat_pre_clot_ug_per_l_at_1h=p.tat_pre_clot_ug_per_l_at_1h,
+        tat_burst_ug_per_l=p.tat_burst_ug_per_l,
+        tat_burst_center_s=math.inf,
+        tat_burst_width_s=p.tat_burst_width_s,
+        platelet_consumption_fraction_per_h=p.platelet_consumption_fraction_per_h,
+        platelet_max_pre_clot_fraction=p.platelet_max_pre_clot_fraction,
+        platelet_residual_fraction=p.platelet_residual_fraction,
+    )
+    if clot is None:
+        return truth
+    # Centre the fall so that the noise-free motion is exactly CLOT_MOTION_PERMILLE at clot.
+    free_at_clot = float(truth.motion_permille(clot))  # no fall yet: the centre is at inf
+    floor = p.motion_floor_permille
+    q = (CLOT_MOTION_PERMILLE - floor) / (free_at_clot - floor)  # 1 - clotted fraction at clot
+    center = clot - width * math.log((1.0 - q) / q)
+    return replace(truth, fall_center_s=center, tat_burst_center_s=clot - p.tat_burst_lead_s)
+
+
 # --------------------------------------------------------------------------- file parsing
 
 
@@ -522,7 +804,8 @@ def _parse_lab(text: str, file: str) -> VirtualLab:
             lysis_factor=node.number("lysis_factor", lo=0.0, hi=10.0),
         )
 
-    inst = root.sub("instrument").sub("tem4")
+    instruments = root.sub("instrument")
+    inst = instruments.sub("tem4")
     inst.documented(references)
     tem4 = Tem4InstrumentParameters(
         amplitude_noise_sd_mm=inst.number("amplitude_noise_sd_mm", lo=0.0, hi=5.0),
@@ -532,6 +815,16 @@ def _parse_lab(text: str, file: str) -> VirtualLab:
         reading_offset_c=inst.number("reading_offset_c", lo=-1.0, hi=1.0),
         over_temperature_c=inst.number("over_temperature_c", lo=40.0, hi=99.0),
     )
+    loop8: Loop8InstrumentParameters | None = None
+    if "loop8" in instruments.data:
+        node8 = instruments.sub("loop8")
+        node8.documented(references)
+        loop8 = Loop8InstrumentParameters(
+            motion_noise_sd_permille=node8.number("motion_noise_sd_permille", lo=0.0, hi=100.0),
+            housing_temperature_c=node8.number("housing_temperature_c", lo=0.0, hi=60.0),
+            over_temperature_c=node8.number("over_temperature_c", lo=40.0, hi=99.0),
+        )
+    loop = _parse_loop(root.sub("loop"), references, states) if "loop" in root.data else None
 
     donors: dict[str, Donor] = {}
     for donor_id, node in root.sub("donors").items():
@@ -584,12 +877,62 @@ def _parse_lab(text: str, file: str) -> VirtualLab:
         tfu_per_positive_cell_at_mfi_1=tfu_unit,
         tem4=tem4,
         references=references,
+        loop=loop,
+        loop8=loop8,
     )
 
 
 def _plain_items(node: _Node) -> Iterator[tuple[str, Any]]:
     for key in node.data:
         yield str(key), node.data[key]
+
+
+def _parse_loop(
+    node: _Node, references: Mapping[str, str], states: Mapping[str, CoagulabilityState]
+) -> LoopModelParameters:
+    clotting, within = node.sub("clotting"), node.sub("within_run_variation")
+    motion, tat, platelets = node.sub("motion"), node.sub("tat"), node.sub("platelets")
+    for group in (clotting, within, motion, tat, platelets):
+        group.documented(references)
+    by_state = node.sub("coagulability")
+    coagulability: dict[str, LoopCoagulability] = {}
+    for name, sub in by_state.items():
+        sub.documented(references)
+        if name not in states:
+            sub.fail(f"unknown coagulability state {name!r} (known: {', '.join(states)})")
+        coagulability[name] = LoopCoagulability(
+            name,
+            threshold_factor=sub.number("threshold_factor", lo=0.01, hi=100.0),
+            clot_time_factor=sub.number("clot_time_factor", lo=0.1, hi=10.0),
+        )
+    missing = [name for name in states if name not in coagulability]
+    if missing:
+        by_state.fail(f"no loop parameters for the coagulability state(s) {', '.join(missing)}")
+    return LoopModelParameters(
+        threshold_load_tfu_per_ml=clotting.number("threshold_load_tfu_per_ml", lo=1e-9),
+        heparin_threshold_factor_per_iu_ml=clotting.number(
+            "heparin_threshold_factor_per_iu_ml", lo=0.0
+        ),
+        contact_load_tfu_per_ml=clotting.number("contact_load_tfu_per_ml", lo=0.0),
+        reference_volume_ml=clotting.number("reference_volume_ml", lo=0.1, hi=50.0),
+        clot_time_min_s=clotting.number("clot_time_min_s", lo=0.0),
+        clot_time_scale_s=clotting.number("clot_time_scale_s", lo=1.0),
+        horizon_s=clotting.number("horizon_s", lo=60.0),
+        threshold_log_sd=within.number("threshold_log_sd", lo=0.0, hi=1.0),
+        clot_time_cv=within.number("clot_time_cv", lo=0.0, hi=0.3),
+        motion_floor_permille=motion.number("floor_permille", lo=0.0, hi=200.0),
+        motion_fall_10_90_s=motion.number("fall_10_90_s", lo=1.0, hi=1800.0),
+        drift_permille_per_ug_per_l_tat=motion.number("drift_permille_per_ug_per_l_tat", lo=0.0),
+        max_drift_permille=motion.number("max_drift_permille", lo=0.0, hi=300.0),
+        tat_pre_clot_ug_per_l_at_1h=tat.number("pre_clot_ug_per_l_at_1h", lo=0.0),
+        tat_burst_ug_per_l=tat.number("burst_ug_per_l", lo=0.0),
+        tat_burst_lead_s=tat.number("burst_lead_s", lo=0.0),
+        tat_burst_width_s=tat.number("burst_width_s", lo=1.0),
+        platelet_consumption_fraction_per_h=platelets.number("consumption_fraction_per_h", lo=0.0),
+        platelet_max_pre_clot_fraction=platelets.number("max_pre_clot_fraction", lo=0.0, hi=0.9),
+        platelet_residual_fraction=platelets.number("residual_fraction", lo=0.0, hi=1.0),
+        coagulability=coagulability,
+    )
 
 
 def _parse_assay(name: str, node: _Node, references: Mapping[str, str]) -> AssayParameters:

@@ -3,19 +3,18 @@
 :class:`Tem4Model` is the device: its state machine and what it measures, driven only by the
 device time passed in, with no I/O and no threads, so it can be tested byte for byte.
 :class:`Tem4Simulator` serves a model on a pseudo-terminal and/or a TCP port from a thread,
-maps wall time to device time by a speed factor, and injects faults. All data it produces is
-SIMULATED (from the virtual lab), never a measurement.
+maps wall time to device time by a speed factor, and injects faults (the serving loop and the
+seq/replay machinery are shared with the LOOP-8, :mod:`simulators.streaming`). All data it
+produces is SIMULATED (from the virtual lab), never a measurement.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -28,15 +27,12 @@ from drivers.wire.tem4 import (
     ERROR_CODES,
     MAX_RATE_HZ,
     MIN_RATE_HZ,
-    SEQ_BUFFER,
     encode_data,
     encode_error_reply,
-    encode_event,
     encode_heartbeat,
     encode_reply,
 )
-from simulators.endpoints import EndpointUnavailable, PtyEndpoint, TcpEndpoint
-from simulators.faults import FaultInjector, FaultPlan, ScheduledFault
+from simulators.faults import FaultPlan
 from simulators.physiology import (
     NOISE_STREAM,
     TemSample,
@@ -44,8 +40,10 @@ from simulators.physiology import (
     VirtualLab,
     tem_truth,
 )
+from simulators.streaming import HEARTBEAT_MS, SequencedModel, StreamingSimulator, echo_command
 
 __all__ = [
+    "HEARTBEAT_MS",
     "MANUFACTURER",
     "MODEL_NAME",
     "Tem4Model",
@@ -59,17 +57,9 @@ log = logging.getLogger("hemocompat.sim.tem4")
 
 MANUFACTURER = "HEMOTEC"
 MODEL_NAME = "TEM-4"
-HEARTBEAT_MS = 1000
 MIN_SETPOINT_C = 20.0
 MAX_SETPOINT_C = 45.0
 _CHANNEL_COMMAND = re.compile(r"^CH(\d+):(START|STOP)$")
-_MAX_LINE = 1024
-
-
-def echo_command(line: str) -> str:
-    """The command as the device echoes it in ``$R``: trimmed, printable, commas as ';'."""
-    text = "".join(c for c in line.strip() if " " <= c <= "~")
-    return text.replace(",", ";").replace("$", "?")
 
 
 @dataclass
@@ -85,7 +75,7 @@ class _Channel:
     rng: np.random.Generator | None = None
 
 
-class Tem4Model:
+class Tem4Model(SequencedModel):
     """The TEM-4 state machine and measurement, driven by device time (ms); no I/O, no threads.
 
     Frames come back as encoded bytes, in device-time order. D and E frames share one ``seq``
@@ -116,39 +106,20 @@ class Tem4Model:
                 lab.lot(sample.lot_id)
         if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be {MIN_RATE_HZ}-{MAX_RATE_HZ}, got {rate_hz}")
+        super().__init__(over_temperature_at_ms=over_temperature_at_ms)
         self.lab = lab
         self.samples = dict(samples)
         self.seed = seed
         self.serial = serial
         self.firmware = firmware
         self.rate_hz = rate_hz
-        self.over_temperature_at_ms = over_temperature_at_ms
-        self.over_temperature = False
         self._channels = {n: _Channel(n) for n in range(1, CHANNELS + 1)}
-        self._now_ms = 0
-        self._seq = 0
-        self._buffer: deque[bytes] = deque(maxlen=SEQ_BUFFER)
-        self._next_heartbeat_ms = HEARTBEAT_MS
         inst = lab.tem4
         self._setpoint_c = inst.default_setpoint_c
         self._temp_ref_c = inst.initial_cup_temperature_c
         self._temp_ref_ms = 0
 
     # ------------------------------------------------------------------ inspection
-
-    @property
-    def device_ms(self) -> int:
-        """Device time up to which frames have been emitted."""
-        return self._now_ms
-
-    @property
-    def last_seq(self) -> int:
-        """Seq of the last D/E frame generated (0 before the first); also the count of them."""
-        return self._seq
-
-    @property
-    def oldest_buffered_seq(self) -> int:
-        return self._seq - len(self._buffer) + 1
 
     @property
     def state(self) -> str:
@@ -185,21 +156,6 @@ class Tem4Model:
 
     # ------------------------------------------------------------------ time
 
-    def advance_to(self, device_ms: int) -> list[bytes]:
-        """Emit every D, E and H frame due up to and including ``device_ms``, in order."""
-        out: list[bytes] = []
-        if device_ms <= self._now_ms:
-            return out
-        fault_at = self.over_temperature_at_ms
-        if fault_at is not None and not self.over_temperature and fault_at <= device_ms:
-            at = max(fault_at, self._now_ms)
-            out += self._emit_until(at)
-            self._now_ms = at
-            out += self._fire_over_temperature()
-        out += self._emit_until(device_ms)
-        self._now_ms = device_ms
-        return out
-
     def _emit_until(self, end_ms: int) -> list[bytes]:
         # (time, priority, channel, t_ms, amp): D frames before H at the same millisecond
         items: list[tuple[int, int, int, int, int]] = []
@@ -222,9 +178,7 @@ class Tem4Model:
             items.extend(
                 (start + t, 0, n, t, a) for t, a in zip(t_ms.tolist(), centi.tolist(), strict=True)
             )
-        while self._next_heartbeat_ms <= end_ms:
-            items.append((self._next_heartbeat_ms, 1, 0, 0, 0))
-            self._next_heartbeat_ms += HEARTBEAT_MS
+        items.extend((at_ms, 1, 0, 0, 0) for at_ms in self._heartbeats_until(end_ms))
         if len(items) > 1:
             items.sort()
         out: list[bytes] = []
@@ -239,12 +193,6 @@ class Tem4Model:
                 frame = encode_heartbeat(self._seq, at_ms, temp, state)
             out.append(frame)
         return out
-
-    def _event(self, channel: int, code: str, text: str) -> bytes:
-        self._seq += 1
-        frame = encode_event(self._seq, channel, code, text)
-        self._buffer.append(frame)
-        return frame
 
     def _fire_over_temperature(self) -> list[bytes]:
         self.over_temperature = True
@@ -313,19 +261,6 @@ class Tem4Model:
         self.rate_hz = rate
         return encode_reply(echo, "OK")
 
-    def _replay(self, echo: str, words: list[str]) -> list[bytes]:
-        if len(words) != 2 or not words[1].isdigit() or int(words[1]) < 1:
-            return [encode_error_reply(echo, 2, "sequence number must be a whole number >= 1")]
-        seq = int(words[1])
-        if seq > self._seq + 1:
-            text = f"sequence number {seq} not sent yet (last is {self._seq})"
-            return [encode_error_reply(echo, 2, text)]
-        oldest = self.oldest_buffered_seq
-        if seq < oldest:
-            text = f"sequence number {seq} no longer buffered (oldest is {oldest})"
-            return [encode_error_reply(echo, 4, text)]
-        return [encode_reply(echo, "OK"), *itertools.islice(self._buffer, seq - oldest, None)]
-
     def _channel_command(self, echo: str, n: int, action: str, args: list[str]) -> list[bytes]:
         if not 1 <= n <= CHANNELS:
             return [encode_error_reply(echo, 2, f"channel must be 1 to {CHANNELS}")]
@@ -381,7 +316,7 @@ def default_samples(lab: VirtualLab) -> dict[int, TemSample]:
 # ---------------------------------------------------------------------- the simulator
 
 
-class Tem4Simulator:
+class Tem4Simulator(StreamingSimulator[Tem4Model]):
     """Serves a :class:`Tem4Model` on a pty and/or TCP port from a thread (SIMULATED data).
 
     Device time is (wall time since start) x ``speed``; ``speed=math.inf`` runs as fast as the
@@ -389,11 +324,9 @@ class Tem4Simulator:
     the OS has them and is skipped elsewhere.
     """
 
-    #: Most device time emitted per output chunk, so a burst never allocates without bound.
-    CHUNK_MS = 1000
-    #: In free-running mode with no channel running, device time advances at most this fast.
-    IDLE_FREE_RUN_SPEED = 100.0
-    _READ_TIMEOUT_S = 0.005
+    INSTRUMENT = "TEM-4"
+    SLUG = "tem4"
+    SEQ_FRAME_PREFIXES = (b"$D,", b"$E,")
 
     def __init__(
         self,
@@ -409,228 +342,31 @@ class Tem4Simulator:
         tcp_port: int = 0,
         serial: str = "T4-SIM-0001",
     ) -> None:
-        if not (speed > 0):
-            raise ValueError(f"speed must be > 0 (or math.inf for free-running), got {speed!r}")
-        if not (pty or tcp):
-            raise ValueError("the simulator needs at least one endpoint: pty=True or tcp=True")
-        self.lab = lab if lab is not None else VirtualLab.load()
-        plan = FaultPlan.parse(faults) if isinstance(faults, str) else (faults or FaultPlan())
-        self.faults = plan
-        self.speed = speed
-        self.seed = seed
-        self._model = Tem4Model(
-            self.lab,
-            samples,
-            seed,
-            serial=serial,
-            rate_hz=rate_hz,
-            over_temperature_at_ms=plan.over_temperature_at_ms,
+        def make_model(lab: VirtualLab, plan: FaultPlan) -> Tem4Model:
+            return Tem4Model(
+                lab,
+                samples,
+                seed,
+                serial=serial,
+                rate_hz=rate_hz,
+                over_temperature_at_ms=plan.over_temperature_at_ms,
+            )
+
+        super().__init__(
+            make_model,
+            seed=seed,
+            speed=speed,
+            lab=lab,
+            faults=faults,
+            pty=pty,
+            tcp=tcp,
+            tcp_port=tcp_port,
         )
-        self._injector = FaultInjector(plan, seed)
-        self._want_pty, self._want_tcp, self._tcp_port_request = pty, tcp, tcp_port
-        self._pty: PtyEndpoint | None = None
-        self._tcp: TcpEndpoint | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._rx: dict[int, bytearray] = {}
-        self.error: BaseException | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> Tem4Simulator:
-        """Open the endpoints and start serving; returns self."""
-        if self._thread is not None:
-            raise RuntimeError("the simulator was already started; create a new one")
-        try:
-            if self._want_pty:
-                try:
-                    self._pty = PtyEndpoint()
-                except EndpointUnavailable as exc:
-                    if not self._want_tcp:
-                        raise
-                    log.info("no pty endpoint: %s", exc)
-            if self._want_tcp:
-                self._tcp = TcpEndpoint("127.0.0.1", self._tcp_port_request)
-        except BaseException:
-            self._close_endpoints()
-            raise
-        self._thread = threading.Thread(target=self._run, name="tem4-simulator", daemon=True)
-        self._thread.start()
-        log.info(
-            "TEM-4 simulator (SIMULATED data) serving on %s, seed %d, speed %s",
-            ", ".join(ep.description for ep in self._endpoints()),
-            self.seed,
-            self.speed,
-        )
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, join the thread and close the endpoints (idempotent)."""
-        self._stop.set()
-        self._close_endpoints()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            if self._thread.is_alive():
-                log.error("TEM-4 simulator thread did not stop within 5 s")
-
-    def __enter__(self) -> Tem4Simulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _endpoints(self) -> list[PtyEndpoint | TcpEndpoint]:
-        return [ep for ep in (self._pty, self._tcp) if ep is not None]
-
-    def _close_endpoints(self) -> None:
-        for ep in self._endpoints():
-            ep.close()
-
-    # ------------------------------------------------------------------ properties
-
-    @property
-    def pty_path(self) -> str | None:
-        """The device path to open like a serial port, or None without a pty."""
-        return self._pty.path if self._pty is not None else None
-
-    @property
-    def tcp_port(self) -> int | None:
-        return self._tcp.port if self._tcp is not None else None
-
-    @property
-    def url(self) -> str:
-        """What a driver opens: the pty path if there is one, else ``socket://127.0.0.1:PORT``."""
-        if self._pty is not None:
-            return self._pty.path
-        if self._tcp is not None:
-            return self._tcp.url
-        raise RuntimeError("the simulator is not started; call start() first")
-
-    @property
-    def model(self) -> Tem4Model:
-        """The device model; owned by the serving thread, so read it via ground_truth()."""
-        return self._model
-
-    @property
-    def frames_emitted(self) -> int:
-        """How many D/E frames the device has generated so far."""
-        with self._lock:
-            return self._model.last_seq
 
     def ground_truth(self, channel: int) -> TemTruth:
         """Thread-safe :meth:`Tem4Model.ground_truth`."""
         with self._lock:
             return self._model.ground_truth(channel)
-
-    # ------------------------------------------------------------------ serving
-
-    def _run(self) -> None:
-        try:
-            self._serve()
-        except Exception as exc:
-            self.error = exc
-            log.exception("TEM-4 simulator stopped by an error")
-
-    def _serve(self) -> None:
-        wall0 = time.monotonic()
-        free = math.isinf(self.speed)
-        idle_ref = (wall0, 0)  # (wall, device ms) where free-running idle pacing starts
-        read_timeout = 0.0
-        while not self._stop.is_set():
-            endpoints = self._endpoints()
-            for ep in endpoints:
-                data = ep.read(read_timeout)
-                if data:
-                    self._receive(id(ep), data)
-            if self._stop.is_set():
-                break
-            now = self._model.device_ms
-            read_timeout = 0.0 if free else self._READ_TIMEOUT_S
-            if free:
-                if not any(ep.has_client for ep in endpoints):
-                    self._stop.wait(0.02)
-                    continue
-                target = now + self.CHUNK_MS
-                wall = time.monotonic()
-                if self._model.any_running:
-                    idle_ref = (wall, now)
-                else:
-                    rate = self.IDLE_FREE_RUN_SPEED * 1000
-                    target = min(target, idle_ref[1] + int((wall - idle_ref[0]) * rate))
-                    if target <= now:
-                        self._stop.wait(0.01)
-                        continue
-            else:
-                target = int((time.monotonic() - wall0) * self.speed * 1000)
-                if target > now + self.CHUNK_MS:
-                    target, read_timeout = now + self.CHUNK_MS, 0.0  # catching up
-            next_fault = self._injector.next_time_ms()
-            if next_fault is not None and now < next_fault < target:
-                target = next_fault
-            if target > now:
-                with self._lock:
-                    frames = self._model.advance_to(target)
-                self._send(frames)
-            self._fire(self._injector.due(self._model.device_ms, 0))
-
-    def _receive(self, key: int, data: bytes) -> None:
-        buf = self._rx.setdefault(key, bytearray())
-        buf += data
-        while (nl := buf.find(b"\n")) >= 0:
-            raw = bytes(buf[:nl]).rstrip(b"\r")
-            del buf[: nl + 1]
-            self._command(raw.decode("ascii", "replace"))
-        if len(buf) > _MAX_LINE:
-            log.warning("discarding %d bytes received without a line end", len(buf))
-            buf.clear()
-
-    def _command(self, line: str) -> None:
-        if not line.strip():
-            return
-        log.debug("command %r at device %d ms", line, self._model.device_ms)
-        code = self._injector.error_reply_code(line)
-        with self._lock:
-            if code is None:
-                frames = self._model.handle_command(line, self._model.device_ms)
-            else:
-                log.info("injected error %d for command %r", code, line)
-                text = ERROR_CODES.get(code, "injected fault")
-                frames = [encode_error_reply(echo_command(line), code, text)]
-        self._send(frames)
-
-    def _send(self, frames: list[bytes]) -> None:
-        if not frames:
-            return
-        injector = self._injector
-        check_seq = injector.has_seq_triggers
-        pending: list[bytes] = []
-        for frame in frames:
-            pending.append(injector.outgoing(frame))
-            if check_seq and frame[:3] in (b"$D,", b"$E,"):
-                seq = int(frame[3 : frame.index(b",", 3)])
-                fired = injector.due(-1, seq)
-                if fired:
-                    self._write(b"".join(pending))
-                    pending.clear()
-                    self._fire(fired)
-                    check_seq = injector.has_seq_triggers
-        self._write(b"".join(pending))
-
-    def _write(self, blob: bytes) -> None:
-        if blob:
-            for ep in self._endpoints():
-                ep.write(blob)
-
-    def _fire(self, faults: list[ScheduledFault]) -> None:
-        for fault in faults:
-            log.warning("injecting fault: %s", fault.describe())
-            if fault.kind == "stall":
-                self._stop.wait(fault.stall_s)
-            else:
-                for ep in self._endpoints():
-                    ep.drop_client()
-                self._rx.clear()
 
 
 def run_standalone(
