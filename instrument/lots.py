@@ -258,7 +258,7 @@ def _virtual_lot_record(lot_id: str, lot: Any) -> dict[str, Any]:
         "product": "virtual MSC lot",
         "tissue_source": tissue if tissue in TISSUE_SOURCES else "other",
         "passage": lot.passage,
-        "viability_pct": None,
+        "viability_pct": lot.viability_pct,
         "cd142_pct": lot.cd142_positive_pct,
         "cd142_mfi": lot.cd142_mfi_relative,
         "state": "fresh",

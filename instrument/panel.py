@@ -17,7 +17,7 @@ from instrument.runbase import RunObserver, RunOptions, RunOutcome
 from instrument.station import Station, simulated_station
 from instrument.storage import Store
 from protocols import bundled_methods, bundled_protocols, load_method, load_protocol
-from protocols.model import ElisaProtocol, LoopProtocol, TemProtocol
+from protocols.model import ElisaProtocol, LoopProtocol, SampleWells, TemProtocol
 
 log = logging.getLogger("hemocompat.panel")
 
@@ -113,13 +113,13 @@ def run_panel(
     tubes = [t["tube_id"] for t in store.tubes(loop_run.run_id) if t["status"] == "drawn"]
     capacity = max(1, len(elisa_p.free_layout_wells) // _replicates(elisa_p))
     outcome.runs["elisa"] = []
+    reassay: list[tuple[str, float]] = []
     if not simulate:
         say("  read the plates on the reader with `hemocompat elisa run` (real instruments)")
-    for start in range(0, len(tubes), capacity) if simulate else ():
-        chunk = tubes[start : start + capacity]
-        layout = plate_layout(elisa_p, store, (), chunk)
+
+    def read_plate(layout: tuple[SampleWells, ...], plate_seed: int, what: str) -> Any:
         reading, instrument = read_simulated_plate(
-            elisa_p, layout, store, seed=seed + start, speed=speed
+            elisa_p, layout, store, seed=plate_seed, speed=speed
         )
         plate = analyse_and_store(
             elisa_p,
@@ -132,7 +132,20 @@ def run_panel(
         )
         outcome.runs["elisa"].append(plate.run_id)
         verdict = "passed" if plate.result.passed else "FAILED"
-        say(f"  plate {plate.run_id}: {len(chunk)} samples, QC {verdict}")
+        say(f"  plate {plate.run_id}: {len(layout)} {what}, QC {verdict}")
+        return plate
+
+    for start in range(0, len(tubes), capacity) if simulate else ():
+        layout = plate_layout(elisa_p, store, (), tubes[start : start + capacity])
+        plate = read_plate(layout, seed + start, "samples")
+        reassay += [
+            (s.sample_id, s.suggested_dilution)
+            for s in plate.result.samples.values()
+            if s.flag is not None and s.suggested_dilution
+        ]
+    for start in range(0, len(reassay), capacity):
+        layout = reassay_layout(elisa_p, reassay[start : start + capacity])
+        read_plate(layout, seed + 1000 + start, "re-assays at the suggested dilution")
 
     say("[4/4] indices, class and report")
     outcome.assessment_id, outcome.assessment = assess_and_store(
@@ -174,6 +187,20 @@ def write_reports(store: Store, lot_id: str, out_dir: Path) -> list[Path]:
         write_xlsx(report, out_dir / f"{lot_id}_report.xlsx"),
         *write_csv(report, out_dir / f"{lot_id}_csv"),
     ]
+
+
+def reassay_layout(
+    protocol: ElisaProtocol, samples: list[tuple[str, float]]
+) -> tuple[SampleWells, ...]:
+    """Wells for samples re-assayed at the dilution their first result suggested."""
+    free = list(protocol.free_layout_wells)
+    n = _replicates(protocol)
+    if len(samples) * n > len(free):
+        raise RunError(f"{len(samples)} re-assays need {len(samples) * n} wells; {len(free)} free")
+    return tuple(
+        SampleWells(sample_id=sid, wells=tuple(free[i * n : (i + 1) * n]), dilution=dilution)
+        for i, (sid, dilution) in enumerate(samples)
+    )
 
 
 def _replicates(protocol: ElisaProtocol) -> int:

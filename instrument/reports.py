@@ -500,6 +500,7 @@ class _Styles:
             spaceBefore=8,
             spaceAfter=4,
             textColor=_ACCENT,
+            keepWithNext=1,
         )
         self.banner = ParagraphStyle(
             "banner",
@@ -826,13 +827,17 @@ def _detail_story(assessment: Mapping[str, Any], st: _Styles) -> list[Any]:
             continue
         out.append(Paragraph(f"Index details: {_e(_pretty(str(key)))}", st.h2))
         out += _grid([_pretty(c) for c in columns], [[r.get(c) for c in columns] for r in rows], st)
-        notes = [
-            f"{_fmt(entry.get('dose_cells_per_ml'))} cells/mL, {_pretty(str(k))}: {v}"
-            for entry in value
-            if isinstance(entry.get("notes"), Mapping)
-            for k, v in entry["notes"].items()
+        doses_by_note: dict[tuple[str, str], list[str]] = {}
+        for entry in value:
+            notes = entry.get("notes")
+            if isinstance(notes, Mapping):
+                for k, v in notes.items():
+                    doses = doses_by_note.setdefault((_pretty(str(k)), str(v)), [])
+                    doses.append(_fmt(entry.get("dose_cells_per_ml")))
+        out += [
+            Paragraph(f"<b>{_e(name)}</b> ({_e(', '.join(doses))} cells/mL): {_e(text)}", st.small)
+            for (name, text), doses in doses_by_note.items()
         ]
-        out += [Paragraph(_e(n), st.small) for n in notes]
     return out
 
 
@@ -880,12 +885,7 @@ def _run_story(run: RunSection, st: _Styles) -> list[Any]:
                     inst.get("resource"),
                 )
             )
-        out += _grid(
-            ("role", "instrument", "serial", "firmware", "connection"),
-            rows,
-            st,
-            widths=(0.14, 0.32, 0.16, 0.14, 0.24),
-        )
+        out += _grid(("role", "instrument", "serial", "firmware", "connection"), rows, st)
     else:
         out.append(_none(st, "no instruments recorded"))
 
@@ -912,7 +912,8 @@ def _run_story(run: RunSection, st: _Styles) -> list[Any]:
 
     out.append(Paragraph("QC flags", st.h2))
     if run.qc_flags:
-        out += [Paragraph(f"• {_e(flag)}", st.body) for flag in run.qc_flags]
+        style = st.body if len(run.qc_flags) <= 8 else st.small
+        out += [Paragraph(f"• {_e(flag)}", style) for flag in run.qc_flags]
     else:
         out.append(Paragraph("none", st.body))
     return out
@@ -921,20 +922,24 @@ def _run_story(run: RunSection, st: _Styles) -> list[Any]:
 def _parameter_story(run: RunSection, st: _Styles) -> list[Any]:
     if not run.parameters:
         return [_none(st, "no results")]
-    rows: list[dict[str, Any]] = []
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     notes: list[str] = []
     for entry in run.parameters:
         values, entry_notes = _channel_parameters(entry)
-        rows.append({"channel": entry.get("channel"), "label": entry.get("label"), **values})
+        groups.setdefault(tuple(values), []).append(
+            {"channel": entry.get("channel"), "label": entry.get("label"), **values}
+        )
         for name, note in entry_notes.items():
             notes.append(f"channel {_fmt(entry.get('channel'))}, {_pretty(name)}: {note}")
-    columns = _union_keys(rows)
-    out = _grid(
-        [_pretty(c) for c in columns],
-        [[r.get(c) for c in columns] for r in rows],
-        st,
-        first_wide=True,
-    )
+    out: list[Any] = []
+    for rows in groups.values():  # channels holding the same parameters share a table
+        columns = _union_keys(rows)
+        out += _grid(
+            [_pretty(c) for c in columns],
+            [[r.get(c) for c in columns] for r in rows],
+            st,
+            first_wide=True,
+        )
     out += [Paragraph(_e(n), st.small) for n in notes]
     return out
 
@@ -1074,12 +1079,8 @@ def _grid(
     body drawn in red bold or grey.
     """
     columns = list(columns)
-    if len(columns) <= _MAX_TABLE_COLUMNS or widths is not None:
-        chunks = [list(range(len(columns)))]
-    else:
-        rest = list(range(1, len(columns)))
-        step = _MAX_TABLE_COLUMNS - 1
-        chunks = [[0, *rest[i : i + step]] for i in range(0, len(rest), step)]
+    least, want = _column_needs(columns, rows, st)
+    chunks = [list(range(len(columns)))] if widths is not None else _column_chunks(least)
     out: list[Any] = []
     alert_set, muted_set = set(alerts), set(muted)
     alert_style = ParagraphStyle("alert", parent=st.cell, fontName=st.fonts.bold, textColor=_ALERT)
@@ -1100,10 +1101,7 @@ def _grid(
             col_widths = [w * _FRAME_W for w in widths]
         else:
             col_widths = _fit_widths(
-                [columns[j] for j in chunk],
-                [[row[j] for j in chunk] for row in rows],
-                st,
-                first_wide,
+                [least[j] for j in chunk], [want[j] for j in chunk], first_wide=first_wide
             )
         table = Table([head, *body], colWidths=col_widths, repeatRows=1, hAlign="LEFT")
         commands: list[tuple[Any, ...]] = [
@@ -1121,16 +1119,16 @@ def _grid(
     return out
 
 
-def _fit_widths(
-    columns: Sequence[Any], rows: Sequence[Sequence[Any]], st: _Styles, first_wide: bool
-) -> list[float]:
-    """Column widths that fit the frame: no word broken if possible, long texts wrapped first.
+def _column_needs(
+    columns: Sequence[Any], rows: Sequence[Sequence[Any]], st: _Styles
+) -> tuple[list[float], list[float]]:
+    """Per column, the width of its longest word (least) and of its longest cell (wanted).
 
-    Each column wants its longest cell on one line (headers on about two lines) and needs at
-    least its longest word; the frame width is shared out between the two.
+    Headers are wanted on about two lines; every width includes the cell padding.
     """
     size = st.cell.fontSize
     pad = 8.0
+    cap = 0.45 * _FRAME_W
 
     def width(text: str, font: str) -> float:
         return float(pdfmetrics.stringWidth(text, font, size))
@@ -1139,18 +1137,53 @@ def _fit_widths(
     want: list[float] = []
     for j, column in enumerate(columns):
         header = str(column)
-        cells = [_fmt(r[j]) for r in rows if j < len(r)]
+        cells = [_fmt(r[j]) for r in rows if j < len(r) and not isinstance(r[j], Flowable)]
         words = [w for text in cells for w in text.split()]
         low = max(
             [width(w, st.fonts.bold) for w in header.split()]
-            + [width(w, st.fonts.regular) for w in words],
+            + [width(w, st.fonts.bold) for w in words],  # bold: cells may be set in bold
             default=0.0,
         )
         high = max(
             [width(header, st.fonts.bold) * 0.6] + [width(c, st.fonts.regular) for c in cells]
         )
-        least.append(min(low, 0.45 * _FRAME_W) + pad)
-        want.append(min(max(high, low), 0.45 * _FRAME_W) + pad)
+        least.append(min(low, cap) + pad)
+        want.append(min(max(high, low), cap) + pad)
+    return least, want
+
+
+def _column_chunks(least: Sequence[float]) -> list[list[int]]:
+    """Column indexes split so that each part fits the frame unbroken; the first one repeats."""
+    n = len(least)
+    if n <= 1 or (sum(least) <= _FRAME_W and n <= _MAX_TABLE_COLUMNS):
+        return [list(range(n))]
+    chunks: list[list[int]] = []
+    current = [0]
+    used = least[0]
+    for j in range(1, n):
+        full = used + least[j] > _FRAME_W or len(current) >= _MAX_TABLE_COLUMNS
+        if len(current) > 1 and full:
+            chunks.append(current)
+            current, used = [0], least[0]
+        current.append(j)
+        used += least[j]
+    chunks.append(current)
+    # as many parts, with the columns shared out evenly when that fits too
+    rest = list(range(1, n))
+    size = math.ceil(len(rest) / len(chunks))
+    even = [[0, *rest[i : i + size]] for i in range(0, len(rest), size)]
+    if len(even) == len(chunks) and all(
+        sum(least[j] for j in part) <= _FRAME_W and len(part) <= _MAX_TABLE_COLUMNS for part in even
+    ):
+        return even
+    return chunks
+
+
+def _fit_widths(
+    least: Sequence[float], want: Sequence[float], *, first_wide: bool = False
+) -> list[float]:
+    """Column widths that fill the frame: no word broken if possible, long texts wrapped first."""
+    want = list(want)
     if first_wide and want:
         want[0] = max(want[0], 0.14 * _FRAME_W)
     total_want, total_least = sum(want), sum(least)
@@ -1205,9 +1238,11 @@ def _trace_figure(run: RunSection) -> tuple[bytes, float]:
         trace = traces[index]
         t_min, values = _plot_points(trace)
         title = f"{'Ch' if tem else 'Loop'} {trace.channel}"
-        if trace.label:
-            title += f" · {trace.label}"
-        ax.set_title(title, fontsize=7, loc="left")
+        if trace.label and ncols == 2:
+            title += f" · {_shorten(trace.label, 60)}"
+        elif trace.label:
+            title += f"\n{_shorten(trace.label, 30)}"
+        ax.set_title(title, fontsize=7 if ncols == 2 else 6, loc="left")
         if tem and _is_amplitude(trace):
             half = [v / 2 for v in values]
             ax.fill_between(t_min, [-h for h in half], half, color="#1f4e79", alpha=0.55, lw=0)
@@ -1294,6 +1329,11 @@ def _log_minor_label(value: float, _pos: int | None) -> str:
         return ""
     leading = round(value / 10 ** math.floor(math.log10(value)))
     return f"{value:g}" if leading in (2, 5) else ""
+
+
+def _shorten(text: str, limit: int) -> str:
+    """The text cut to its last ``limit`` characters (where a label names the dose)."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :].lstrip()
 
 
 def _plot_points(trace: Trace) -> tuple[list[float], list[float]]:
@@ -1468,7 +1508,25 @@ _SUFFIX_UNITS = (
     ("_min", "min"),
     ("_s", "s"),
 )
-_UPPER_WORDS = {"ct", "cft", "mcf", "tat", "auc", "plt", "iv", "id", "cd142", "mfi", "r", "tem"}
+_UPPER_WORDS = {
+    "ct",
+    "cft",
+    "mcf",
+    "tat",
+    "auc",
+    "plt",
+    "iv",
+    "id",
+    "cd142",
+    "mfi",
+    "r",
+    "tem",
+    "qc",
+    "cv",
+    "od",
+    "lloq",
+    "uloq",
+}
 
 
 def _pretty(key: str) -> str:

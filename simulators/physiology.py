@@ -148,6 +148,7 @@ class MscLot:
     cd142_positive_pct: float
     cd142_mfi_relative: float
     tf_per_cell_tfu: float
+    viability_pct: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -861,6 +862,7 @@ def _parse_lab(text: str, file: str) -> VirtualLab:
             cd142_positive_pct=pct,
             cd142_mfi_relative=mfi,
             tf_per_cell_tfu=pct / 100.0 * mfi * tfu_unit,
+            viability_pct=node.number("viability_pct", lo=0.0, hi=100.0),
         )
     if not donors:
         root.fail("at least one donor is needed", "donors")

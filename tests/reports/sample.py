@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from instrument.report_model import LotReport, RunSection, Trace
 
@@ -177,6 +178,8 @@ def standard_curve_png(path: Path) -> Path:
     ax.plot(conc, od, color="#1f4e79")
     ax.scatter([2, 6, 20, 60], [d + (a - d) / (1 + (x / c) ** b) for x in (2, 6, 20, 60)])
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("TAT (µg/L)")
     ax.set_ylabel("net OD")
     ax.set_title("TAT standard curve — QC passed")
@@ -209,7 +212,11 @@ def elisa_run(figure: Path, *, simulated: bool) -> RunSection:
         ),
         donor_id=None,
         parameters=(
-            {"channel": 0, "label": "4PL fit", "parameters": {"r_squared": 0.998, "lloq": 2.0}},
+            {
+                "channel": 0,
+                "label": "4PL fit",
+                "parameters": {"r_squared": 0.998, "LLOQ_ug_per_l": 2.0},
+            },
         ),
         figure_png=str(figure),
         qc_flags=("standard 60 µg/L back-calculated at 123 % (limit ±25 %)",),
@@ -300,7 +307,7 @@ def assessment() -> dict[str, Any]:
             "class_id": "iv-acceptable",
             "name": "IV acceptable",
             "route": "intravenous",
-            "wording": "Every tested dose up to the intended exposure stayed under every threshold.",
+            "wording": "Every tested dose up to the intended exposure stayed under each threshold.",
             "rule_index": 0,
             "dose_cap_cells_per_kg": None,
             "dose_cap_cells_per_ml": None,

@@ -31,7 +31,7 @@ def test_packaged_file_loads_with_everything_the_simulators_need(lab: VirtualLab
     assert lab.donor("VD-HYPER-01").coagulability == "hypercoagulable"
     tf = [lab.lot(lot).tf_per_cell_tfu for lot in LOTS_BY_TF]
     assert tf == sorted(tf) and tf[0] < tf[-1]
-    assert lab.lot("VL-UC-01").tf_per_cell_tfu == pytest.approx(0.5 * 2.0)
+    assert lab.lot("VL-UC-01").tf_per_cell_tfu == pytest.approx(0.3 * 1.0)
 
 
 def test_unknown_ids_raise_a_key_error_that_lists_the_known_ones(lab: VirtualLab) -> None:
