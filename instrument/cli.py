@@ -366,6 +366,8 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
+        if abs(value) >= 1e4:
+            return f"{value:.1e}"
         return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
     return str(value)
 
@@ -947,6 +949,37 @@ def lots_import(csv_file: str, db: str | None) -> None:
 
     count = import_lots_csv(Store(db), Path(csv_file))
     console.print(f"imported {count} lot(s)")
+
+
+@lots.command("compare")
+@click.option("--product", default=None, help="Only lots of this product.")
+@click.option("--png", "png_file", default=None, help="Also plot ΔCT vs dose by tissue source.")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def lots_compare(product: str | None, png_file: str | None, db: str | None) -> None:
+    """Compare lots by tissue source; flag lots outside their product's mean ± 3 SD."""
+    from instrument.compare import METRICS, compare_lots, comparison_png
+    from instrument.storage import Store
+
+    store = Store(db)
+    comparison = compare_lots(store, product)
+    simulated = any(r.simulated for r in comparison.rows)
+    table = Table(title="Lots by tissue source" + (" (SIMULATED)" if simulated else ""))
+    for col in ("tissue", "lot", *METRICS.values(), "class"):
+        table.add_column(col)
+    for r in comparison.rows:
+        table.add_row(
+            r.tissue_source,
+            r.lot_id,
+            *[_fmt_value(r.values.get(k)) for k in METRICS],
+            r.class_id or "—",
+        )
+    console.print(table)
+    for flag in comparison.flags:
+        console.print(f"[bold red]OUT OF TREND[/] {flag.text}")
+    for note in comparison.notes:
+        console.print(f"note: {note}", markup=False)
+    if png_file:
+        console.print(f"wrote {comparison_png(store, comparison, Path(png_file))}")
 
 
 @cli.group()
