@@ -150,3 +150,33 @@ def test_instrument_error_reply_fails_the_run_cleanly(
     assert run["status"] == "failed"
     assert "CH3:START" in run["status_detail"] and "5" in run["status_detail"]
     assert "failed" in out.out
+
+
+LOOP = next(p for p in bundled_protocols() if p.name == "chandler-loop-60min.yaml")
+
+
+def test_loop_run_with_unreachable_bath_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    station = tmp_path / "station.yaml"
+    station.write_text(
+        "instruments:\n  bath:\n    driver: julabo\n    resource: /dev/ttyBATH404\n"
+        "  loop:\n    driver: loop8\n    resource: /dev/ttyLOOP404\n"
+    )
+    code = main(["run", str(LOOP), "--station", str(station), "--db", str(tmp_path / "u.db")])
+    out = capsys.readouterr()
+    _no_traceback(out.out + out.err)
+    assert code == 1
+    detail = Store(tmp_path / "u.db").list_runs()[0]["status_detail"]
+    assert "/dev/ttyBATH404" in detail
+
+
+def test_loop_numbers_the_rotator_does_not_have_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "loop9.yaml"
+    bad.write_text(LOOP.read_text().replace("  - loop: 8\n", "  - loop: 9\n"))
+    assert main(["protocol", "check", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "loop" in out and "9" in out and str(bad) in out
+    _no_traceback(out)
