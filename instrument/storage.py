@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -235,9 +236,15 @@ class Store:
         self.url = db_url(db)
         try:
             self.engine: Engine = sa.create_engine(self.url, future=True)
+            # pooled connections are closed when the Store goes away, even if nobody calls close()
+            weakref.finalize(self, self.engine.dispose)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # several benches may open a new database at once: create tables one at a time
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249113)"))
+                metadata.create_all(conn)
             self._check_schema()
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(

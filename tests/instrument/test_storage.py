@@ -38,8 +38,8 @@ def test_file_is_sqlite_in_wal_mode(tmp_path: Path) -> None:
     store.close()
 
 
-def test_samples_bulk_insert_skips_duplicates(tmp_path: Path) -> None:
-    store = Store(tmp_path / "lab.db")
+def test_samples_bulk_insert_skips_duplicates(db_url: str) -> None:
+    store = Store(db_url)
     run_id = _run(store)
     rows = [SampleRow("tem", seq, 1 + seq % 4, seq * 25, seq / 100) for seq in range(1000)]
     store.append_samples(run_id, rows[:600])
@@ -54,8 +54,8 @@ def test_samples_bulk_insert_skips_duplicates(tmp_path: Path) -> None:
     store.close()
 
 
-def test_results_get_new_versions_and_latest_wins(tmp_path: Path) -> None:
-    store = Store(tmp_path / "lab.db")
+def test_results_get_new_versions_and_latest_wins(db_url: str) -> None:
+    store = Store(db_url)
     run_id = _run(store)
     v1 = store.add_result(
         run_id, source="tem", channel=1, parameters={"CT_s": 300.0}, notes={}, settings={}
@@ -68,24 +68,27 @@ def test_results_get_new_versions_and_latest_wins(tmp_path: Path) -> None:
     assert len(latest) == 1 and latest[0]["parameters"] == {"CT_s": 301.0}
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from results")).scalar() == 2
+    assert store.engine.dialect.name in ("sqlite", "postgresql")
     store.close()
 
 
-def test_interrupted_runs_are_found(tmp_path: Path) -> None:
-    store = Store(tmp_path / "lab.db")
+def test_interrupted_runs_are_found(db_url: str) -> None:
+    store = Store(db_url)
     run_id = _run(store)
     store.set_status(run_id, "running")
     done = _run(store)
     store.set_status(done, "running")
     store.set_status(done, "completed")
-    assert Store(tmp_path / "lab.db").mark_interrupted_runs() == [run_id]
+    other = Store(db_url)  # the next program start
+    assert other.mark_interrupted_runs() == [run_id]
+    other.close()
     assert store.get_run(run_id)["status"] == "interrupted"
     assert store.get_run(done)["status"] == "completed"
     store.close()
 
 
-def test_unknown_run_and_bad_status_are_clear(tmp_path: Path) -> None:
-    store = Store(tmp_path / "lab.db")
+def test_unknown_run_and_bad_status_are_clear(db_url: str) -> None:
+    store = Store(db_url)
     run_id = _run(store)
     with pytest.raises(StorageError, match=rf"no run 99 .*known runs: {run_id}"):
         store.get_run(99)
