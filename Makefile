@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hemocompat demo
+	$(BIN)/hemocompat gui --simulate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -55,6 +55,10 @@ _POLL_S = 0.05  # longest single wait of the reader thread, bounds how fast it s
 _JOIN_S = 2.0
 _POLL_BATCHES = 256  # most reads one poll() call makes on a busy line
 _SEQ_NOT_BUFFERED = 4
+#: While data keeps arriving, a reply may take this many reply timeouts: the timeout
+#: measures a silent instrument, not a reply queued behind a backlog of frames (a
+#: free-running simulator can be hundreds of device seconds ahead of a busy reader).
+_BUSY_REPLY_FACTOR = 15
 
 
 # ---------------------------------------------------------------------- values
@@ -234,6 +238,8 @@ class SequencedDriver(Generic[D]):
         self._last_replay_at = -math.inf
         self._last_device_ms: int | None = None
         self._expect_request: int | None = None
+        self._batches_read = 0  # batches of lines handled: shows the line is not silent
+        self._handling = False  # lines being handled now (the sink may be slow, not silent)
 
     # ------------------------------------------------------------------ properties
 
@@ -306,8 +312,14 @@ class SequencedDriver(Generic[D]):
         return reply.values
 
     def _wait_reply(self, command: str) -> ReplyFrame | ErrorReplyFrame:
-        deadline = time.monotonic() + self.reply_timeout
+        start = time.monotonic()
+        deadline = start + self.reply_timeout
+        limit = start + self.reply_timeout * _BUSY_REPLY_FACTOR
+        seen = self._batches_read
         while True:
+            if self._batches_read != seen or self._handling:  # data keeps coming: not silent
+                seen = self._batches_read
+                deadline = min(max(deadline, time.monotonic() + self.reply_timeout), limit)
             if self.streaming:
                 with self._cond:
                     reply = self._take_reply(command)
@@ -501,6 +513,14 @@ class SequencedDriver(Generic[D]):
 
     def _handle_lines(self, lines: Iterable[bytes]) -> None:
         """Parse lines and route them: replies to the waiting command, frames in seq order."""
+        self._batches_read += 1
+        self._handling = True
+        try:
+            self._route(lines)
+        finally:
+            self._handling = False
+
+    def _route(self, lines: Iterable[bytes]) -> None:
         deliver = self._deliver
         parse = self._parse
         seq_types = self._seq_types

@@ -16,6 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from instrument.compliance.access import requires
+from instrument.compliance.commands import register as register_compliance_commands
+from instrument.compliance.users import METHOD_DEVELOPER, TECHNICIAN
 from instrument.errors import HemocompatError
 from protocols.model import LoopProtocol, TemProtocol
 
@@ -73,6 +76,7 @@ def cli(verbose: int) -> None:
     metavar="AT_S:DURATION_S:DELTA_C",
     help="Simulated bath fault: offset the bath temperature (loop runs).",
 )
+@requires(TECHNICIAN)
 def run(
     protocol_file: str,
     station_file: str | None,
@@ -217,7 +221,7 @@ def execute_run(
 
         def event(self, kind: str, message: str, channel: int | None) -> None:
             shown = ("ct", "clot", "link", "device", "warning", "connected", "interlock")
-            if kind in (*shown, "overdue", "missed", "equilibrated"):
+            if kind in (*shown, "overdue", "missed", "equilibrated", "safe_state"):
                 progress.console.print(f"  {kind}: {message}", markup=False)
 
         def prompt(self, prompt: Prompt) -> None:
@@ -263,8 +267,14 @@ def _answer_prompt(prompt: Any, engine: Any, interactive: bool, progress: Progre
 
 
 def _login_name() -> str:
+    """The logged-in user (or, in open bench mode, the OS login)."""
     import getpass
 
+    from instrument.compliance.audit import current_actor
+
+    actor = current_actor()
+    if actor is not None:
+        return actor.name
     try:
         return getpass.getuser()
     except Exception:
@@ -380,6 +390,7 @@ def protocol() -> None:
 
 @protocol.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@requires()
 def protocol_check(files: tuple[str, ...]) -> None:
     """Validate protocol FILES; list every error as FILE:LINE:COLUMN."""
     from protocols import check_files
@@ -397,6 +408,7 @@ def protocol_check(files: tuple[str, ...]) -> None:
 
 
 @protocol.command("list")
+@requires()
 def protocol_list() -> None:
     """List the bundled protocol files."""
     from protocols import bundled_protocols, load_protocol
@@ -420,6 +432,7 @@ def runs() -> None:
 @runs.command("list")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
 @click.option("--limit", default=50, show_default=True)
+@requires()
 def runs_list(db: str | None, limit: int) -> None:
     """List the most recent runs."""
     from instrument.storage import Store
@@ -443,6 +456,7 @@ def runs_list(db: str | None, limit: int) -> None:
 @runs.command("show")
 @click.argument("run_id", type=int)
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def runs_show(run_id: int, db: str | None) -> None:
     """Show one run: protocol, instruments, channels, results and events."""
     from instrument.storage import Store
@@ -492,6 +506,7 @@ def runs_show(run_id: int, db: str | None) -> None:
 @click.argument("run_id", type=int)
 @click.option("--csv", "csv_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def export(run_id: int, csv_dir: str, db: str | None) -> None:
     """Export a run's metadata, raw samples, events and results as CSV files."""
     from instrument.storage import Store
@@ -573,6 +588,7 @@ def samples() -> None:
 @samples.command("list")
 @click.argument("run_id", type=int)
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def samples_list(run_id: int, db: str | None) -> None:
     """List the tubes of a run with their latest measured values."""
     from instrument.storage import Store
@@ -607,6 +623,7 @@ def samples_list(run_id: int, db: str | None) -> None:
 @samples.command("label")
 @click.argument("tube_id")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def samples_label(tube_id: str, db: str | None) -> None:
     """Print the label text and barcode value (Code 128) of a tube."""
     from instrument.storage import Store
@@ -631,16 +648,27 @@ def tube_label(tube: dict[str, Any]) -> str:
 @click.option("--analyte", type=click.Choice(sorted(ANALYTES)), required=True)
 @click.option("--value", type=float, required=True)
 @click.option("--by", "entered_by", default=None, help="Who entered it.  [default: login]")
+@click.option("--reason", default=None, help="Why a value is corrected (required to correct).")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires(TECHNICIAN)
 def samples_set(
-    tube_id: str, analyte: str, value: float, entered_by: str | None, db: str | None
+    tube_id: str,
+    analyte: str,
+    value: float,
+    entered_by: str | None,
+    reason: str | None,
+    db: str | None,
 ) -> None:
     """Enter a measured value by hand (e.g. a platelet count in 10^9/L)."""
+    from instrument.compliance.audit import require_correction_reason
     from instrument.storage import Store
 
     if value < 0:
         raise HemocompatError(f"{analyte} value {value} is negative; enter the measured value")
-    Store(db).add_sample_value(
+    store = Store(db)
+    store.tube(tube_id)
+    reason = require_correction_reason(store, tube_id, analyte, reason)
+    store.add_sample_value(
         tube_id,
         analyte=analyte,
         value=value,
@@ -648,6 +676,7 @@ def samples_set(
         origin="entered by hand",
         entered_by=entered_by or _login_name(),
         simulated=False,
+        reason=reason,
     )
     console.print(f"{tube_id}: {analyte} = {value:g} {ANALYTES[analyte]}")
 
@@ -655,9 +684,14 @@ def samples_set(
 @samples.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False, exists=True))
 @click.option("--by", "entered_by", default=None, help="Who imports it.  [default: login]")
+@click.option("--reason", default=None, help="Why values are corrected (required to correct).")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
-def samples_import(csv_file: str, entered_by: str | None, db: str | None) -> None:
+@requires(TECHNICIAN)
+def samples_import(
+    csv_file: str, entered_by: str | None, reason: str | None, db: str | None
+) -> None:
     """Import values from a CSV with columns tube_id, analyte, value (all rows checked first)."""
+    from instrument.compliance.audit import require_correction_reason
     from instrument.storage import Store
 
     store = Store(db)
@@ -682,6 +716,7 @@ def samples_import(csv_file: str, entered_by: str | None, db: str | None) -> Non
                 continue
             try:
                 store.tube(row["tube_id"])
+                require_correction_reason(store, row["tube_id"], row["analyte"], reason)
             except HemocompatError as exc:
                 problems.append(f"{where}: {exc}")
                 continue
@@ -697,6 +732,7 @@ def samples_import(csv_file: str, entered_by: str | None, db: str | None) -> Non
             origin=f"imported from {Path(csv_file).name}",
             entered_by=entered_by or _login_name(),
             simulated=False,
+            reason=reason,
         )
     console.print(f"imported {len(rows)} value(s) from {csv_file}")
 
@@ -744,6 +780,7 @@ def _load_elisa_protocol(path: str) -> Any:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--speed", default="100", help="Simulation speed.  [default: 100]")
 @_elisa_options
+@requires(TECHNICIAN)
 def elisa_run(
     protocol_file: str,
     simulate: bool,
@@ -790,6 +827,7 @@ def elisa_run(
 @click.argument("plate_csv", type=click.Path(dir_okay=False))
 @click.option("--simulated-data", is_flag=True, help="The CSV holds simulated absorbances.")
 @_elisa_options
+@requires(TECHNICIAN)
 def elisa_import(
     protocol_file: str,
     plate_csv: str,
@@ -877,18 +915,22 @@ def lots() -> None:
 @click.option("--cd142-mfi", type=float, default=None, help="CD142 median fluorescence")
 @click.option("--state", default="fresh", help="fresh or cryopreserved")
 @click.option("--notes", default="")
+@click.option("--replace", is_flag=True, help="Replace the record of a registered lot.")
+@click.option("--reason", default=None, help="Why the record is replaced (required then).")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
-def lots_add(lot_id: str, db: str | None, **fields: Any) -> None:
-    """Register an MSC lot."""
+@requires(TECHNICIAN)
+def lots_add(lot_id: str, replace: bool, reason: str | None, db: str | None, **fields: Any) -> None:
+    """Register an MSC lot (or, with --replace and --reason, replace its record)."""
     from instrument.lots import add_lot
     from instrument.storage import Store
 
-    add_lot(Store(db), {"lot_id": lot_id, **fields})
-    console.print(f"lot {lot_id} registered")
+    add_lot(Store(db), {"lot_id": lot_id, **fields}, replace=replace, reason=reason)
+    console.print(f"lot {lot_id} {'replaced' if replace else 'registered'}")
 
 
 @lots.command("list")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def lots_list(db: str | None) -> None:
     """List registered lots with their latest class."""
     from instrument.lots import latest_assessment, list_lots
@@ -916,6 +958,7 @@ def lots_list(db: str | None) -> None:
 @lots.command("show")
 @click.argument("lot_id")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def lots_show(lot_id: str, db: str | None) -> None:
     """Show a lot, its runs and its latest assessment."""
     from instrument.lots import get_lot, latest_assessment, lot_runs
@@ -942,6 +985,7 @@ def lots_show(lot_id: str, db: str | None) -> None:
 @lots.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False, exists=True))
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires(TECHNICIAN)
 def lots_import(csv_file: str, db: str | None) -> None:
     """Import lots from CSV (header: lot_id,tissue_source,passage,cd142_pct,...)."""
     from instrument.lots import import_lots_csv
@@ -955,6 +999,7 @@ def lots_import(csv_file: str, db: str | None) -> None:
 @click.option("--product", default=None, help="Only lots of this product.")
 @click.option("--png", "png_file", default=None, help="Also plot ΔCT vs dose by tissue source.")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def lots_compare(product: str | None, png_file: str | None, db: str | None) -> None:
     """Compare lots by tissue source; flag lots outside their product's mean ± 3 SD."""
     from instrument.compare import METRICS, compare_lots, comparison_png
@@ -995,18 +1040,24 @@ def donors() -> None:
 @click.option("--coagulability", default="healthy", help="healthy, hypercoagulable or patient")
 @click.option("--patient-group", default="", help="e.g. COVID-19, sepsis, trauma")
 @click.option("--notes", default="")
+@click.option("--replace", is_flag=True, help="Replace the record of a registered donor.")
+@click.option("--reason", default=None, help="Why the record is replaced (required then).")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
-def donors_add(donor_id: str, db: str | None, **fields: Any) -> None:
-    """Register a blood donor."""
+@requires(TECHNICIAN)
+def donors_add(
+    donor_id: str, replace: bool, reason: str | None, db: str | None, **fields: Any
+) -> None:
+    """Register a blood donor (or, with --replace and --reason, replace its record)."""
     from instrument.lots import add_donor
     from instrument.storage import Store
 
-    add_donor(Store(db), {"donor_id": donor_id, **fields})
-    console.print(f"donor {donor_id} registered")
+    add_donor(Store(db), {"donor_id": donor_id, **fields}, replace=replace, reason=reason)
+    console.print(f"donor {donor_id} {'replaced' if replace else 'registered'}")
 
 
 @donors.command("list")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def donors_list(db: str | None) -> None:
     """List registered blood donors."""
     from instrument.lots import list_donors
@@ -1039,6 +1090,7 @@ def donors_list(db: str | None) -> None:
 @click.option("--operator", default=None)
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
+@requires(TECHNICIAN)
 def panel(
     lot_id: str,
     simulate: bool,
@@ -1101,6 +1153,7 @@ def _print_assessment(a: dict[str, Any], simulated: bool) -> None:
 @click.argument("lot_id")
 @click.option("--method", "method_file", default=None, help="Decision method file.")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires(TECHNICIAN, METHOD_DEVELOPER)
 def assess(lot_id: str, method_file: str | None, db: str | None) -> None:
     """Recompute a lot's indices and class from its stored runs (a new assessment version)."""
     from instrument.panel import assess_and_store
@@ -1120,6 +1173,7 @@ def assess(lot_id: str, method_file: str | None, db: str | None) -> None:
 @click.option("--csv", "csv_dir", default=None, type=click.Path(file_okay=False))
 @click.option("--figures", "figure_dir", default=None, help="Folder with ELISA curve PNGs.")
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
 def report(
     lot_id: str,
     pdf_file: str | None,
@@ -1153,14 +1207,32 @@ def simulate() -> None:
     """Run a simulated instrument standalone (prints where to connect)."""
 
 
+_FAULTS_HELP = (
+    "Fault spec, e.g. drop=0.01,corrupt=0.005,stall@30s=2,disconnect@120s "
+    "(docs/robustness.md lists every fault)."
+)
+_TCP_PORT_HELP = "TCP port to listen on (0: any free port).  [default: 0]"
+
+
+def _fault_plan(faults: str | None) -> Any:
+    from simulators.faults import FaultPlan
+
+    try:
+        return FaultPlan.parse(faults) if faults else None
+    except ValueError as exc:
+        raise HemocompatError(f"--faults: {exc}") from None
+
+
 @simulate.command("tem4")
 @click.option("--speed", default="1", help="Speed factor, or max.  [default: 1]")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--faults", default=None, help="Fault spec, e.g. drop=0.01,corrupt=0.005")
+@click.option("--faults", default=None, help=_FAULTS_HELP)
 @click.option("--protocol", "protocol_file", default=None, help="Fill the cups from this protocol.")
-def simulate_tem4(speed: str, seed: int, faults: str | None, protocol_file: str | None) -> None:
+@click.option("--tcp-port", default=0, type=int, help=_TCP_PORT_HELP)
+def simulate_tem4(
+    speed: str, seed: int, faults: str | None, protocol_file: str | None, tcp_port: int
+) -> None:
     """A simulated TEM-4 thromboelastometer on a pty and a TCP port."""
-    from simulators.faults import FaultPlan
     from simulators.physiology import VirtualLab
     from simulators.tem4 import default_samples, run_standalone
 
@@ -1171,13 +1243,393 @@ def simulate_tem4(speed: str, seed: int, faults: str | None, protocol_file: str 
         samples = tem_samples(_require_runnable(load_protocol(protocol_file)).resolved_channels())
     else:
         samples = default_samples(VirtualLab.load())
-    try:
-        plan = FaultPlan.parse(faults) if faults else None
-    except ValueError as exc:
-        raise HemocompatError(f"--faults: {exc}") from None
+    plan = _fault_plan(faults)
     run_standalone(
-        seed=seed, speed=parse_speed(speed), samples=samples, faults=plan, out=console.print
+        seed=seed,
+        speed=parse_speed(speed),
+        samples=samples,
+        faults=plan,
+        out=console.print,
+        tcp_port=tcp_port,
     )
+
+
+@simulate.command("loop8")
+@click.option("--speed", default="1", help="Speed factor, or max.  [default: 1]")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--faults", default=None, help=_FAULTS_HELP)
+@click.option(
+    "--protocol", "protocol_file", default=None, help="Fill the loops from this loop protocol."
+)
+@click.option("--tcp-port", default=0, type=int, help=_TCP_PORT_HELP)
+def simulate_loop8(
+    speed: str, seed: int, faults: str | None, protocol_file: str | None, tcp_port: int
+) -> None:
+    """A simulated LOOP-8 Chandler loop rotator on a pty and a TCP port."""
+    from simulators.loop8 import default_samples, run_standalone
+    from simulators.physiology import VirtualLab
+
+    if protocol_file:
+        from instrument.simulation import loop_samples
+        from protocols import load_protocol
+
+        protocol = load_protocol(protocol_file)
+        if not isinstance(protocol, LoopProtocol):
+            raise HemocompatError(f"{protocol.source}: not a Chandler-loop protocol")
+        samples = loop_samples(protocol, protocol.resolved_channels())
+    else:
+        samples = default_samples(VirtualLab.load())
+    plan = _fault_plan(faults)
+    run_standalone(
+        seed=seed,
+        speed=parse_speed(speed),
+        samples=samples,
+        faults=plan,
+        out=console.print,
+        tcp_port=tcp_port,
+    )
+
+
+@simulate.command("bath")
+@click.option("--speed", default="1", help="Speed factor (a thermal model: no max).  [default: 1]")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--faults", default=None, help=_FAULTS_HELP)
+@click.option("--setpoint", default=37.0, show_default=True, type=float, help="Setpoint (°C).")
+@click.option("--prewarmed", is_flag=True, help="Start circulating at the setpoint.")
+@click.option("--tcp-port", default=0, type=int, help=_TCP_PORT_HELP)
+def simulate_bath(
+    speed: str,
+    seed: int,
+    faults: str | None,
+    setpoint: float,
+    prewarmed: bool,
+    tcp_port: int,
+) -> None:
+    """A simulated JULABO water bath on a pty and a TCP port."""
+    from simulators.julabo import run_standalone
+
+    factor = parse_speed(speed)
+    if not math.isfinite(factor):
+        raise HemocompatError("--speed: the bath is a thermal model and needs a number")
+    plan = _fault_plan(faults)
+    try:
+        run_standalone(
+            seed=seed,
+            speed=factor,
+            faults=plan,
+            out=console.print,
+            setpoint_c=setpoint,
+            prewarmed=prewarmed,
+            tcp_port=tcp_port,
+        )
+    except ValueError as exc:
+        raise HemocompatError(f"simulate bath: {exc}") from None
+
+
+@simulate.command("abs96")
+@click.option("--speed", default="1", help="Speed factor (no max).  [default: 1]")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--faults", default=None, help=_FAULTS_HELP)
+@click.option("--tcp-port", default=0, type=int, help=_TCP_PORT_HELP)
+def simulate_abs96(speed: str, seed: int, faults: str | None, tcp_port: int) -> None:
+    """A simulated ABS-96 plate reader on a TCP port (VISA TCPIP SOCKET)."""
+    from simulators.abs96 import run_standalone
+
+    factor = parse_speed(speed)
+    if not math.isfinite(factor):
+        raise HemocompatError("--speed: the plate reader needs a number")
+    plan = _fault_plan(faults)
+    try:
+        run_standalone(seed=seed, speed=factor, out=console.print, faults=plan, port=tcp_port)
+    except ValueError as exc:
+        raise HemocompatError(f"simulate abs96: {exc}") from None
+
+
+# -- laboratory links: hematology analyzer, LIS export, flow cytometry -------------------------
+@cli.group()
+def analyzer() -> None:
+    """The hematology analyzer link (ASTM E1381/E1394): blood counts into the sample registry."""
+
+
+@analyzer.command("listen")
+@click.option("--resource", required=True, help="Serial port, pty path or socket://HOST:PORT.")
+@click.option("--baudrate", default=9600, show_default=True, type=int)
+@click.option("--timeout", "timeout_s", default=60.0, show_default=True, help="Stop after S s.")
+@click.option(
+    "--idle",
+    "idle_s",
+    default=None,
+    type=float,
+    help="Keep receiving until no transfer starts for S s (default: stop at the first EOT).",
+)
+@click.option("--by", "entered_by", default="analyzer", show_default=True, help="Entered by.")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires(TECHNICIAN)
+def analyzer_listen(
+    resource: str,
+    baudrate: int,
+    timeout_s: float,
+    idle_s: float | None,
+    entered_by: str,
+    db: str | None,
+) -> None:
+    """Receive results and attach them to sample tubes (PLT, WBC, RBC, HGB, …)."""
+    from drivers.astm import AstmLink, AstmLinkError, RawSerialTransport
+    from instrument.lab_link import receive_results
+    from instrument.storage import Store
+
+    def connect() -> AstmLink:
+        transport = RawSerialTransport(resource, baudrate=baudrate, name="analyzer")
+        return AstmLink(transport, name="analyzer")
+
+    store = Store(db)
+    link = connect()
+    console.print(f"listening on {resource} (ASTM E1381); Ctrl+C stops")
+    try:
+        report = receive_results(
+            link,
+            store,
+            until="idle" if idle_s else "eot",
+            timeout_s=timeout_s,
+            idle_s=idle_s or 10.0,
+            reconnect=connect,
+            entered_by=entered_by,
+        )
+    except AstmLinkError as exc:
+        raise HemocompatError(str(exc)) from None
+    finally:
+        link.close()
+        store.close()
+    if report.stored:
+        table = Table(title="Results stored")
+        for col in ("tube", "analyte", "value", "unit", "flag"):
+            table.add_column(col)
+        for v in report.stored:
+            value = "" if v.value is None else f"{v.value:g}"
+            table.add_row(v.sample_id, v.analyte, value, v.unit, v.flag)
+        console.print(table)
+    console.print(
+        f"{len(report.stored)} value(s) stored, {len(report.duplicates)} already stored "
+        f"(resent), {report.messages} message(s), {report.incomplete_messages} incomplete; "
+        f"ended: {report.ended}"
+    )
+    for sample_id in report.unknown_samples:
+        values = ", ".join(
+            f"{v.analyte} {'' if v.value is None else f'{v.value:g}'} {v.unit}".strip()
+            for v in report.unknown
+            if v.sample_id == sample_id
+        )
+        err_console.print(f"not in the registry, NOT stored: {sample_id}: {values}", markup=False)
+    for problem in report.problems:
+        err_console.print(f"warning: {problem}", markup=False)
+    if report.messages == 0:
+        raise HemocompatError(f"no results received from {resource} within {timeout_s:g} s")
+
+
+@simulate.command("hematology")
+@click.option(
+    "--results",
+    "results_csv",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CSV with a sample_id column and one column per analyte (PLT, WBC, RBC, HGB, …).",
+)
+@click.option("--samples", default=6, show_default=True, help="Made-up CBCs without --results.")
+@click.option("--interval", "interval_s", type=float, default=None, help="One sample every S s.")
+@click.option("--faults", default=None, help="e.g. corrupt@2,contention@1,noack@3,disconnect@9")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--tcp-port", default=0, type=int, help="TCP port to listen on (0: any free).")
+def simulate_hematology(
+    results_csv: str | None,
+    samples: int,
+    interval_s: float | None,
+    faults: str | None,
+    seed: int,
+    tcp_port: int,
+) -> None:
+    """A simulated hematology analyzer sending CBC results over ASTM (pty and TCP)."""
+    from simulators.hematology import default_results, load_results_csv, run_standalone
+
+    try:
+        results = (
+            load_results_csv(Path(results_csv))
+            if results_csv
+            else default_results(samples, seed=seed)
+        )
+        run_standalone(
+            results, faults=faults, interval_s=interval_s, tcp_port=tcp_port, out=console.print
+        )
+    except ValueError as exc:
+        raise HemocompatError(f"simulate hematology: {exc}") from None
+
+
+@cli.group()
+def lis() -> None:
+    """Results to a laboratory information system: ASTM E1394 and HL7 v2.5.1 ORU^R01."""
+
+
+@lis.command("export")
+@click.argument("lot_id", required=False)
+@click.option("--run", "run_id", type=int, default=None, help="Export one run instead of a lot.")
+@click.option("--astm", "astm_file", type=click.Path(dir_okay=False), help="Write ASTM E1394.")
+@click.option("--hl7", "hl7_file", type=click.Path(dir_okay=False), help="Write HL7 ORU^R01.")
+@click.option("--mllp", "mllp_peer", default=None, help="Send the HL7 message to HOST:PORT.")
+@click.option("--astm-link", "astm_resource", default=None, help="Send over ASTM to a port/URL.")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires()
+def lis_export(
+    lot_id: str | None,
+    run_id: int | None,
+    astm_file: str | None,
+    hl7_file: str | None,
+    mllp_peer: str | None,
+    astm_resource: str | None,
+    db: str | None,
+) -> None:
+    """Export LOT_ID's results (or --run RUN's) as ASTM and/or HL7, to files or a LIS."""
+    from drivers.astm import AstmLink, AstmLinkError, RawSerialTransport
+    from instrument import lab_link
+    from instrument.storage import Store
+
+    if not (astm_file or hl7_file or mllp_peer or astm_resource):
+        raise HemocompatError("choose at least one of --astm FILE, --hl7 FILE, --mllp, --astm-link")
+    store = Store(db)
+    try:
+        export = lab_link.collect_export(store, lot_id=lot_id, run_id=run_id)
+    finally:
+        store.close()
+    hl7_text = str(lab_link.hl7_message(export))
+    if astm_file:
+        records = lab_link.astm_records(export)
+        data = b"".join(r.encode("latin-1") + b"\r" for r in records)
+        console.print(f"wrote {lab_link.write_export_file(Path(astm_file), data)}")
+    if hl7_file:
+        console.print(f"wrote {lab_link.write_export_file(Path(hl7_file), hl7_text)}")
+    if mllp_peer:
+        host, port = lab_link.parse_host_port(mllp_peer)
+        ack = lab_link.send_mllp(hl7_text, host, port)
+        console.print(f"sent to {host}:{port}: acknowledged {ack.code} ({ack.control_id})")
+    if astm_resource:
+        try:
+            with AstmLink(RawSerialTransport(astm_resource, name="lis"), name="lis") as link:
+                lab_link.send_astm(link, export)
+        except AstmLinkError as exc:
+            raise HemocompatError(str(exc)) from None
+        console.print(f"sent over ASTM to {astm_resource}")
+    if export.simulated:
+        console.print("[bold magenta]SIMULATED[/] data: the export says so (processing ID D)")
+
+
+@lots.command("cd142")
+@click.argument("lot_id")
+@click.argument("fcs_file", type=click.Path(dir_okay=False))
+@click.option("--channel", required=True, help="CD142 channel by $PnN or $PnS, e.g. PE-A.")
+@click.option("--control", "control_file", required=True, help="Isotype/unstained control FCS.")
+@click.option("--percentile", default=99.0, show_default=True, help="Control percentile gate.")
+@click.option("--png", "png_file", default=None, help="Write the histogram overlay here.")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@requires(TECHNICIAN)
+def lots_cd142(
+    lot_id: str,
+    fcs_file: str,
+    channel: str,
+    control_file: str,
+    percentile: float,
+    png_file: str | None,
+    db: str | None,
+) -> None:
+    """Set LOT_ID's % CD142+ and MFI from a stained sample and its control (FCS 3.0/3.1)."""
+    from instrument.fcs_import import import_cd142
+    from instrument.storage import Store
+
+    store = Store(db)
+    try:
+        result = import_cd142(
+            store,
+            lot_id,
+            Path(fcs_file),
+            channel=channel,
+            control_path=Path(control_file),
+            percentile=percentile,
+            png=Path(png_file) if png_file else None,
+        )
+    finally:
+        store.close()
+    g = result.gate
+    console.print(
+        f"{lot_id}: {g.pct_positive:.2f} % CD142+ (gate > {g.threshold:.6g}, control "
+        f"p{g.percentile:g}), MFI {g.mfi:.6g}, positive median "
+        f"{'none' if g.positive_median is None else f'{g.positive_median:.6g}'}; "
+        f"channel {result.channel.describe()}, {g.n_events} events",
+        markup=False,
+    )
+    console.print(f"sample sha256 {result.sample_sha256}")
+    console.print(f"control sha256 {result.control_sha256}")
+    if result.png is not None:
+        console.print(f"wrote {result.png}")
+
+
+# -- recovery -----------------------------------------------------------------------------
+@cli.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+@click.option(
+    "--station",
+    "station_file",
+    type=click.Path(dir_okay=False),
+    help="Reach the instrument through this station file instead of the stored resource.",
+)
+@click.option("--no-reattach", is_flag=True, help="Analyse the stored data; do not connect.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
+def recover(
+    run_id: int | None,
+    db: str | None,
+    station_file: str | None,
+    no_reattach: bool,
+    json_file: str | None,
+) -> None:
+    """Finish RUN_ID, left unfinished by a program that stopped (without RUN_ID: list them).
+
+    If the instrument still answers on its resource, the run reattaches: the instrument
+    resends every frame after the last stored one, the run records to its end and is
+    analysed. Otherwise the stored data is analysed. Either way the run ends "completed"
+    with a detail starting "recovered:".
+    """
+    from instrument.recovery import interrupted_runs, recover_run
+    from instrument.station import load_station
+    from instrument.storage import Store
+
+    store = Store(db)
+    try:
+        if run_id is None:
+            found = interrupted_runs(store)
+            if not found:
+                console.print("no interrupted runs")
+                return
+            table = Table(title="Interrupted runs (finish one with: hemocompat recover RUN)")
+            for col in ("run", "protocol", "started", "stored", "instrument", "resource"):
+                table.add_column(col)
+            for r in found:
+                where = "built-in simulator (ended)" if r.builtin_simulator else r.resource
+                table.add_row(
+                    str(r.run_id),
+                    r.title,
+                    r.started_at or "",
+                    f"{r.extent.samples} samples, {r.extent.reached_s:.1f} of {r.duration_s:.0f} s",
+                    r.instrument,
+                    where or "",
+                )
+            console.print(table)
+            return
+        station = load_station(station_file) if station_file else None
+        outcome = recover_run(store, run_id, station=station, reattach=not no_reattach)
+    finally:
+        store.close()
+    _print_outcome(outcome)
+    if json_file:
+        Path(json_file).write_text(json.dumps(outcome.to_json(), indent=2) + "\n")
+        console.print(f"results written to {json_file}")
+    if outcome.status != "completed":
+        raise SystemExit(1)
 
 
 @cli.command()
@@ -1192,6 +1644,7 @@ def ports() -> None:
 @cli.command()
 @click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
 @click.option("--speed", default="max", help="Simulation speed.  [default: max]")
+@requires(TECHNICIAN)
 def demo(db: str | None, speed: str) -> None:
     """Run the bundled NATEM dose-series protocol on simulated instruments."""
     from protocols import bundled_protocols, load_protocol
@@ -1209,6 +1662,25 @@ def demo(db: str | None, speed: str) -> None:
     )
     _print_outcome(outcome)
     console.print("see it again with: hemocompat runs show " + str(outcome.run_id))
+
+
+register_compliance_commands(cli, protocol)
+
+
+def _register_plugin_commands() -> None:
+    """Add commands that other installed packages (the desktop app) register."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="hemocompat.commands"):
+        try:
+            command = entry.load()
+        except ImportError as exc:  # an optional part that is not installed
+            logging.getLogger(__name__).debug("command %s not available: %s", entry.name, exc)
+            continue
+        cli.add_command(command, entry.name)
+
+
+_register_plugin_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -235,6 +235,7 @@ def analyse_and_store(
                 origin=f"ELISA run {run_id} ({protocol.id} v{protocol.version})",
                 entered_by=operator,
                 simulated=reading.simulated,
+                reason=f"TAT measured on ELISA plate run {run_id}",
             )
             attached.append(s.sample_id)
     figure = None

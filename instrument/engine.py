@@ -7,13 +7,12 @@ The shared run machinery (threads, storage writer, status, observer) is in
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from drivers.tem4 import DataFrame, EventFrame, HeartbeatFrame, LinkNotice, Tem4Driver
+from drivers.tem4 import DataFrame, HeartbeatFrame, Tem4Driver
 from drivers.transport import SerialTransport
 from instrument.analysis.tem import CtDetector, compute_tem_parameters
 from instrument.errors import RunError
@@ -71,14 +70,15 @@ class RunEngine(RunBase):
         if step.kind == "connect":
             self._connect(step.role)
             return
-        driver: Tem4Driver = self.connections[step.role].driver
+        role = step.role
         args = step.args
         if step.kind == "set_temperature":
-            driver.set_temperature(args["celsius"])
+            self._command(role, lambda d: d.set_temperature(args["celsius"]))
         elif step.kind == "wait_temperature":
             target, tol = args["celsius"], args["tolerance"]
 
             def in_band() -> bool:
+                self._check_links()
                 temp = self.cup_temperature_c
                 return temp is not None and abs(temp - target) <= tol
 
@@ -93,21 +93,25 @@ class RunEngine(RunBase):
         elif step.kind == "equilibrate":
             self.clock.sleep(args["seconds"], self._cancel)
         elif step.kind == "set_rate":
-            warning = driver.set_rate(args["hz"])
+            warning = self._command(role, lambda d: d.set_rate(args["hz"]))
             if warning:
-                self._queue_event(step.role, "warning", warning, None, None, {})
+                self._queue_event(role, "warning", warning, None, None, {})
         elif step.kind == "start_channel":
-            driver.start_channel(args["channel"], args["assay"])
+            # "busy" (3) on a retry after a lost link: the first START had reached the device.
+            self._command(
+                role, lambda d: d.start_channel(args["channel"], args["assay"]), done_if_code=3
+            )
         elif step.kind == "acquire":
             self._wait_for_data(round(args["duration_s"] * 1000), args["channels"])
         elif step.kind == "stop_channel":
-            driver.stop_channel(args["channel"])
+            self._command(role, lambda d: d.stop_channel(args["channel"]))
         else:
             raise RunError(f"unknown step kind {step.kind!r}")
 
     def _connect(self, role: str) -> None:
         spec = self.station.spec(role)
-        simulator = None
+        simulator: Any = None
+        baudrate = spec.baudrate or 115200
         if spec.simulated:
             from instrument.simulation import start_tem4_simulator
 
@@ -119,11 +123,15 @@ class RunEngine(RunBase):
                 self.options.faults,
             )
             resource = simulator.url
-            transport = SerialTransport(resource, name=role)
         else:
             resource = _require_resource(spec)
-            transport = SerialTransport(resource, baudrate=spec.baudrate or 115200, name=role)
-        driver = Tem4Driver(transport, name=role)
+
+        def reopen() -> SerialTransport:
+            # A simulator's pseudo-terminal gets a new path after a dropped client: ask it.
+            url = simulator.url if simulator is not None else resource
+            return SerialTransport(url, baudrate=baudrate, name=role)
+
+        driver = Tem4Driver(reopen(), name=role)
         try:
             identity = driver.identify()
         except BaseException:
@@ -133,40 +141,75 @@ class RunEngine(RunBase):
             raise
         simulated = spec.simulated or "SIM" in identity.serial.upper()
         self._register_connection(
-            Connection(role, driver, resource, simulated, simulator), identity
+            Connection(role, driver, resource, simulated, simulator, reopen=reopen), identity
         )
-        driver.start_streaming(self._on_message)
-        self.cup_temperature_c = driver.temperature()
+        self._stop_left_running(role, driver, identity)
+        self._start_stream(self.connections[role])
+        self.cup_temperature_c = self._command(role, lambda d: d.temperature())
+
+    def _stop_left_running(self, role: str, driver: Tem4Driver, identity: Any) -> None:
+        """An instrument still measuring for a program that stopped is stopped first."""
+        status = driver.status()
+        running = [n for n, state in enumerate(status.channels, 1) if state == "RUN"]
+        if not running:
+            return
+        failures = driver.stop_all()
+        if failures:
+            raise RunError(
+                f"{identity.model} {identity.serial} on {driver.resource} is still measuring "
+                f"on channel(s) {', '.join(map(str, running))} for an earlier session and "
+                f"could not be stopped ({failures[0]}); stop it at the instrument"
+            )
+        driver.poll()  # frames of the earlier session are not this run's
+        self._queue_event(
+            role,
+            "safe_state",
+            f"{identity.model} {identity.serial} was still measuring on channel(s) "
+            f"{', '.join(map(str, running))}, left running by a program that stopped; "
+            "stopped them before this run",
+            None,
+            None,
+            {"channels": running},
+        )
 
     def _make_safe(self) -> None:
         """Leave instruments safe: every channel stopped (errors logged, never raised)."""
         for conn in self.connections.values():
             try:
-                conn.driver.stop_all()
+                if not self._await_link(conn):
+                    log.error("could not stop %s channels: the link is down", conn.role)
+                    continue
+                with conn.gate:
+                    conn.driver.stop_all()
             except Exception as exc:
                 log.warning("could not stop %s channels: %s", conn.role, exc)
+
+    # -- recovery hooks ------------------------------------------------------------------------
+    def _transport_for(self, role: str, resource: str) -> SerialTransport:
+        spec = self.station.instruments.get(role)
+        baudrate = spec.baudrate if spec is not None and spec.baudrate else 115200
+        return SerialTransport(resource, baudrate=baudrate, name=role)
+
+    def _driver_for(self, role: str, transport: Any) -> Tem4Driver:
+        return Tem4Driver(transport, name=role)
+
+    def _running_channels(self, driver: Any) -> list[int]:
+        states = driver.status().channels
+        return [c.channel for c in self.channels if states[c.channel - 1] == "RUN"]
 
     # -- reader thread (driver sink) ----------------------------------------------------------
     def _on_message(self, msg: object) -> None:
         if isinstance(msg, DataFrame):
             self._on_sample("tem", msg.seq, msg.channel, msg.t_ms, msg.amp_mm)
-        elif isinstance(msg, HeartbeatFrame):
+            return
+        if isinstance(msg, HeartbeatFrame):
             self.cup_temperature_c = msg.temp_c
-            self._last_data_wall = time.monotonic()
-        elif isinstance(msg, EventFrame):
-            self._queue_event(
-                "tem",
-                "device",
-                f"{msg.code}: {msg.text}",
-                msg.channel or None,
-                None,
-                {"seq": msg.seq, "code": msg.code},
-            )
-        elif isinstance(msg, LinkNotice):
-            self._queue_event("tem", "link", f"{msg.kind}: {msg.detail}", None, None, {})
+        self._on_stream_item("tem", msg)
 
     # -- writer thread: live CT ----------------------------------------------------------------
     def _on_batch(self, rows: Sequence[tuple[str, int, int, int, float]]) -> None:
+        if self._recovering:
+            return  # live detection needs the whole trace; the analysis sees all of it
         by_channel: dict[int, tuple[list[float], list[float]]] = {}
         for _source, _seq, ch, t_ms, value in rows:
             if ch in self._detectors:

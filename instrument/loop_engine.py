@@ -155,14 +155,15 @@ class LoopRunEngine(RunBase):
         elif step.kind == "prompt":
             self._prompt_and_wait(args["message"])
         elif step.kind == "set_rpm":
-            self._rotor().set_rpm(args["rpm"])
+            self._command("loop", lambda d: d.set_rpm(args["rpm"]))
         elif step.kind == "start_rotation":
-            self._rotor().start()
+            # "busy" (3) on a retry after a lost link: the first START had reached the device.
+            self._command("loop", lambda d: d.start(), done_if_code=3)
             self._schedule_bath_excursion()
         elif step.kind == "acquire":
             self._acquire(args["duration_s"], args["channels"])
         elif step.kind == "stop_rotation":
-            self._rotor().stop()
+            self._command("loop", lambda d: d.stop())
         else:
             raise RunError(f"unknown step kind {step.kind!r}")
 
@@ -177,9 +178,6 @@ class LoopRunEngine(RunBase):
 
     def _bath(self) -> Any:
         return self.connections["bath"].driver
-
-    def _rotor(self) -> Any:
-        return self.connections["loop"].driver
 
     def _connect(self, role: str) -> None:
         spec = self.station.spec(role)
@@ -215,6 +213,7 @@ class LoopRunEngine(RunBase):
             return
         from drivers.loop8 import Loop8Driver
 
+        baudrate = spec.baudrate or 57600
         if spec.simulated:
             simulator = simulation.start_loop8_simulator(
                 self.protocol,
@@ -224,11 +223,15 @@ class LoopRunEngine(RunBase):
                 self.options.faults,
             )
             resource = simulator.url
-            transport = SerialTransport(resource, name=role)
         else:
             resource = spec.resource or ""
-            transport = SerialTransport(resource, baudrate=spec.baudrate or 57600, name=role)
-        rotor = Loop8Driver(transport, name=role)
+
+        def reopen() -> SerialTransport:
+            # A simulator's pseudo-terminal gets a new path after a dropped client: ask it.
+            url = simulator.url if simulator is not None else resource
+            return SerialTransport(url, baudrate=baudrate, name=role)
+
+        rotor = Loop8Driver(reopen(), name=role)
         try:
             identity = rotor.identify()
         except BaseException:
@@ -237,8 +240,35 @@ class LoopRunEngine(RunBase):
                 simulator.stop()
             raise
         simulated = spec.simulated or "SIM" in identity.serial.upper()
-        self._register_connection(Connection(role, rotor, resource, simulated, simulator), identity)
-        rotor.start_streaming(self._on_message)
+        self._register_connection(
+            Connection(role, rotor, resource, simulated, simulator, reopen=reopen), identity
+        )
+        self._stop_left_running(role, rotor, identity)
+        self._start_stream(self.connections[role])
+
+    def _stop_left_running(self, role: str, rotor: Any, identity: Any) -> None:
+        """A rotor still turning for a program that stopped is stopped first, never left
+        rotating unattended."""
+        status = rotor.status()
+        if status.state != "RUN":
+            return
+        failures = rotor.stop_all()
+        if failures:
+            raise RunError(
+                f"{identity.model} {identity.serial} on {rotor.resource} is still rotating for "
+                f"an earlier session and could not be stopped ({failures[0]}); stop it at the "
+                "instrument"
+            )
+        rotor.poll()  # frames of the earlier session are not this run's
+        self._queue_event(
+            role,
+            "safe_state",
+            f"{identity.model} {identity.serial} was still rotating at {status.rpm} rpm, left "
+            "running by a program that stopped; rotation stopped before this run",
+            None,
+            None,
+            {"rpm": status.rpm, "loops": list(status.loops)},
+        )
 
     def _read_bath(self) -> float | None:
         try:
@@ -334,7 +364,9 @@ class LoopRunEngine(RunBase):
                 return
             if self._write_error is not None:
                 raise RunError(f"storing samples failed: {self._write_error}")
-            if time.monotonic() - self._last_data_wall > 30.0:
+            if self._check_links():
+                self._last_data_wall = time.monotonic()  # the reconnection's business
+            elif time.monotonic() - self._last_data_wall > 30.0:
                 raise RunError(
                     "no data from the loop rotator for 30 s; check the cable and the "
                     "instrument; data so far is stored"
@@ -438,7 +470,11 @@ class LoopRunEngine(RunBase):
         conn = self.connections.get("loop")
         if conn is not None:
             try:
-                conn.driver.stop()
+                if self._await_link(conn):
+                    with conn.gate:
+                        conn.driver.stop()
+                else:
+                    log.error("could not stop the loop rotator: the link is down")
             except Exception as exc:
                 log.warning("could not stop the loop rotator: %s", exc)
         if self._suspended_since_ms is not None:
@@ -492,25 +528,33 @@ class LoopRunEngine(RunBase):
 
     # -- reader thread ----------------------------------------------------------------------
     def _on_message(self, msg: object) -> None:
-        from drivers.loop8 import EventFrame, HeartbeatFrame, LinkNotice, LoopFrame
+        from drivers.loop8 import LoopFrame
 
         if isinstance(msg, LoopFrame):
             self._on_sample("loop", msg.seq, msg.loop, msg.t_ms, float(msg.motion_permille))
-        elif isinstance(msg, HeartbeatFrame):
-            self._last_data_wall = time.monotonic()
-        elif isinstance(msg, EventFrame):
-            self._queue_event(
-                "loop",
-                "device",
-                f"{msg.code}: {msg.text}",
-                msg.channel or None,
-                None,
-                {"seq": msg.seq},
-            )
-        elif isinstance(msg, LinkNotice):
-            self._queue_event("loop", "link", f"{msg.kind}: {msg.detail}", None, None, {})
+        else:
+            self._on_stream_item("loop", msg)
+
+    # -- recovery hooks ------------------------------------------------------------------------
+    def _transport_for(self, role: str, resource: str) -> SerialTransport:
+        spec = self.station.instruments.get(role)
+        baudrate = spec.baudrate if spec is not None and spec.baudrate else 57600
+        return SerialTransport(resource, baudrate=baudrate, name=role)
+
+    def _driver_for(self, role: str, transport: Any) -> Any:
+        from drivers.loop8 import Loop8Driver
+
+        return Loop8Driver(transport, name=role)
+
+    def _running_channels(self, driver: Any) -> list[int]:
+        status = driver.status()
+        if status.state != "RUN":
+            return []
+        return [c.channel for c in self.channels if status.loops[c.channel - 1] == "RUN"]
 
     def _on_batch(self, rows: Sequence[tuple[str, int, int, int, float]]) -> None:
+        if self._recovering:
+            return  # live detection needs the whole trace; the analysis sees all of it
         by_loop: dict[int, tuple[list[float], list[float]]] = {}
         for _source, _seq, loop, t_ms, value in rows:
             if loop in self._detectors:

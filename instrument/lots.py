@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from instrument.compliance import audit
 from instrument.errors import HemocompatError, StorageError
 from instrument.storage import Store, metadata, run_channels, runs, utcnow
 
@@ -107,7 +108,9 @@ def validate_lot(record: Mapping[str, Any]) -> list[str]:
     return [p for p in problems if p]
 
 
-def add_lot(store: Store, record: Mapping[str, Any], *, replace: bool = False) -> None:
+def add_lot(
+    store: Store, record: Mapping[str, Any], *, replace: bool = False, reason: str | None = None
+) -> None:
     problems = validate_lot(record)
     if problems:
         raise HemocompatError(f"lot {record.get('lot_id')!r}: " + "; ".join(problems))
@@ -127,17 +130,22 @@ def add_lot(store: Store, record: Mapping[str, Any], *, replace: bool = False) -
         "created_at": utcnow(),
     }
     with store.engine.begin() as conn:
-        exists = conn.execute(
-            sa.select(lots.c.lot_id).where(lots.c.lot_id == row["lot_id"])
-        ).first()
+        exists = conn.execute(sa.select(lots).where(lots.c.lot_id == row["lot_id"])).first()
         if exists and not replace:
             raise HemocompatError(
                 f"lot {row['lot_id']} is already registered; use `lots show {row['lot_id']}`"
             )
+        lot_id = str(row["lot_id"])
         if exists:
+            why = audit.require_reason(reason, f"replacing the record of lot {lot_id}")
             conn.execute(lots.update().where(lots.c.lot_id == row["lot_id"]).values(**row))
+            old = dict(exists._mapping)
+            audit.record(
+                conn, "lot.update", "lot", lot_id, old=old, new=row, reason=why, lot_id=lot_id
+            )
         else:
             conn.execute(lots.insert().values(**row))
+            audit.record(conn, "lot.create", "lot", lot_id, new=row, lot_id=lot_id)
 
 
 def get_lot(store: Store, lot_id: str) -> dict[str, Any]:
@@ -155,6 +163,29 @@ def get_lot(store: Store, lot_id: str) -> dict[str, Any]:
 def list_lots(store: Store) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.select(lots).order_by(lots.c.lot_id))]
+
+
+def record_cd142(store: Store, lot_id: str, *, pct: float, mfi: float, note: str) -> None:
+    """Set a lot's % CD142+ and CD142 MFI (e.g. from flow cytometry) and append ``note`` (where
+    the numbers come from) as a new line of the lot's notes."""
+    problems = validate_lot(
+        {"lot_id": lot_id, "tissue_source": "other", "cd142_pct": pct, "cd142_mfi": mfi}
+    )
+    if problems:
+        raise HemocompatError(f"lot {lot_id!r}: " + "; ".join(problems))
+    old = get_lot(store, lot_id)
+    notes = old["notes"] or ""
+    with store.engine.begin() as conn:
+        conn.execute(
+            lots.update()
+            .where(lots.c.lot_id == lot_id)
+            .values(cd142_pct=pct, cd142_mfi=mfi, notes=(notes + "\n" if notes else "") + note)
+        )
+        before = {"cd142_pct": old["cd142_pct"], "cd142_mfi": old["cd142_mfi"]}
+        after = {"cd142_pct": pct, "cd142_mfi": mfi}
+        audit.record(
+            conn, "lot.cd142", "lot", lot_id, old=before, new=after, reason=note, lot_id=lot_id
+        )
 
 
 def import_lots_csv(store: Store, path: Path) -> int:
@@ -179,7 +210,9 @@ def import_lots_csv(store: Store, path: Path) -> int:
     return len(records)
 
 
-def add_donor(store: Store, record: Mapping[str, Any], *, replace: bool = False) -> None:
+def add_donor(
+    store: Store, record: Mapping[str, Any], *, replace: bool = False, reason: str | None = None
+) -> None:
     if not record.get("donor_id"):
         raise HemocompatError("donor_id is required (a pseudonymised ID, never a name)")
     if record.get("coagulability", "healthy") not in COAGULABILITY:
@@ -198,15 +231,18 @@ def add_donor(store: Store, record: Mapping[str, Any], *, replace: bool = False)
         "created_at": utcnow(),
     }
     with store.engine.begin() as conn:
-        exists = conn.execute(
-            sa.select(donors.c.donor_id).where(donors.c.donor_id == row["donor_id"])
-        ).first()
+        exists = conn.execute(sa.select(donors).where(donors.c.donor_id == row["donor_id"])).first()
         if exists and not replace:
             raise HemocompatError(f"donor {row['donor_id']} is already registered")
+        donor_id = str(row["donor_id"])
         if exists:
+            why = audit.require_reason(reason, f"replacing the record of donor {donor_id}")
             conn.execute(donors.update().where(donors.c.donor_id == row["donor_id"]).values(**row))
+            old = dict(exists._mapping)
+            audit.record(conn, "donor.update", "donor", donor_id, old=old, new=row, reason=why)
         else:
             conn.execute(donors.insert().values(**row))
+            audit.record(conn, "donor.create", "donor", donor_id, new=row)
 
 
 def get_donor(store: Store, donor_id: str) -> dict[str, Any] | None:
@@ -379,6 +415,14 @@ def store_assessment(store: Store, lot_id: str, method: Any, data: LotData, asse
         )
         key = result.inserted_primary_key
         assert key is not None
+        new = {
+            "assessment_id": int(key[0]),
+            "method": f"{method.id} v{method.version}",
+            "method_sha256": method.sha256,
+            "run_ids": list(data.run_ids),
+            "class_id": getattr(assessment, "class_id", None),
+        }
+        audit.record(conn, "assessment.create", "assessment", key[0], new=new, lot_id=lot_id)
         return int(key[0])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from instrument.compliance.signatures import report_signatures
 from instrument.errors import HemocompatError
 from instrument.lots import get_donor, get_lot, latest_assessment
 from instrument.report_model import LotReport, RunSection, Trace
@@ -122,4 +123,5 @@ def build_lot_report(store: Store, lot_id: str, figure_dir: Path | None = None) 
         software_version=software_version(),
         generated_at=utcnow(),
         simulated=bool(latest["simulated"]) or any(s.simulated for s in sections),
+        signatures=report_signatures(store, lot_id, [s.run_id for s in sections]),
     )

@@ -57,3 +57,6 @@ class LotReport:
         "The hemocompatibility indices and classes in this report are hemocompat's documented "
         "construct for research use (docs/indices.md), not a clinical rule."
     )
+    #: electronic signatures of the lot and its runs, each checked when the report was built:
+    #: object, signer, role, meaning, signed_at, content_sha256, status (VALID | INVALID)
+    signatures: tuple[dict[str, Any], ...] = ()

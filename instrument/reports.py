@@ -67,6 +67,7 @@ __all__ = [
     "lot_table",
     "parameter_table",
     "run_table",
+    "signature_table",
     "summary_table",
     "tat_table",
     "write_csv",
@@ -263,6 +264,13 @@ def donor_table(report: LotReport) -> TableData:
     return TableData(tuple(columns), tuple(tuple(r.get(c) for c in columns) for r in records))
 
 
+def signature_table(report: LotReport) -> TableData:
+    """One row per electronic signature of the lot or its runs, VALID or INVALID when built."""
+    columns = ("object", "signer", "role", "meaning", "signed_at", "status", "content_sha256")
+    rows = tuple(tuple(s.get(c) for c in columns) for s in report.signatures)
+    return TableData(columns, rows)
+
+
 # -- CSV ----------------------------------------------------------------------------------------
 
 
@@ -280,6 +288,7 @@ def write_csv(report: LotReport, out_dir: Path) -> list[Path]:
         ("indices.csv", index_table(report)),
         ("parameters.csv", parameter_table(report)),
         ("tat.csv", tat_table(report)),
+        *((("signatures.csv", signature_table(report)),) if report.signatures else ()),
     ):
         path = out_dir / name
         with path.open("w", encoding="utf-8", newline="") as handle:
@@ -323,6 +332,7 @@ def write_xlsx(report: LotReport, path: Path) -> Path:
         ("TAT", tat_table(report)),
         ("Lot", lot_table(report)),
         ("Donors", donor_table(report)),
+        *((("Signatures", signature_table(report)),) if report.signatures else ()),
     ):
         sheet = book.create_sheet(title)
         banner = simulated and title == "Summary"
@@ -996,6 +1006,13 @@ def _closing_story(report: LotReport, st: _Styles, *, simulated: bool) -> list[A
         out += _grid(
             ("protocol", "version", "SHA-256", "runs"), rows, st, widths=(0.24, 0.08, 0.6, 0.08)
         )
+
+    if report.signatures:
+        signed = signature_table(report)
+        status = signed.columns.index("status")
+        invalid = [(i, status) for i, row in enumerate(signed.rows) if row[status] != "VALID"]
+        out.append(Paragraph("Electronic signatures", st.h2))
+        out += _grid(signed.columns[:-1], [r[:-1] for r in signed.rows], st, alerts=invalid)
 
     out.append(Paragraph("Software", st.h2))
     origin = (

@@ -314,6 +314,8 @@ class Store:
             result = conn.execute(runs.insert().values(**values))
             key = result.inserted_primary_key
             assert key is not None
+            shown = {k: v for k, v in values.items() if k != "protocol_text"}
+            _audit(conn, "run.create", "run", key[0], new=shown, run_id=int(key[0]))
             return int(key[0])
 
     def set_status(self, run_id: int, status: str, detail: str = "") -> None:
@@ -325,7 +327,11 @@ class Store:
         elif status != "created":
             values["ended_at"] = utcnow()
         with self.engine.begin() as conn:
+            old = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+            _audit(
+                conn, "run.status", "run", run_id, old={"status": old}, new=values, run_id=run_id
+            )
 
     def add_instrument(
         self,
@@ -352,10 +358,22 @@ class Store:
                     simulated=simulated,
                 )
             )
+            identity = {"role": role, "model": model, "serial": serial, "firmware": firmware}
+            _audit(conn, "run.instrument", "run", run_id, new=identity, run_id=run_id)
 
     def add_channels(self, run_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
         with self.engine.begin() as conn:
             conn.execute(run_channels.insert(), [{"run_id": run_id, **row} for row in rows])
+            lot_ids = sorted({str(r["lot_id"]) for r in rows if r.get("lot_id")})
+            _audit(
+                conn,
+                "run.channels",
+                "run",
+                run_id,
+                new=[dict(r) for r in rows],
+                run_id=run_id,
+                lot_id=lot_ids[0] if len(lot_ids) == 1 else None,
+            )
 
     def mark_interrupted_runs(self) -> list[int]:
         """Mark runs left 'running' by a process that died as 'interrupted'; return their ids."""
@@ -373,6 +391,16 @@ class Store:
                         status_detail="the program stopped while the run was acquiring",
                     )
                 )
+                for run_id in ids:
+                    _audit(
+                        conn,
+                        "run.status",
+                        "run",
+                        run_id,
+                        old={"status": "running"},
+                        new={"status": "interrupted"},
+                        run_id=run_id,
+                    )
         return ids
 
     # -- raw data -------------------------------------------------------------------------
@@ -429,6 +457,7 @@ class Store:
         parameters: Mapping[str, Any],
         notes: Mapping[str, str],
         settings: Mapping[str, Any],
+        reason: str | None = None,
     ) -> int:
         """Store a result; each analysis of the same channel adds a new version."""
         with self.engine.begin() as conn:
@@ -452,6 +481,16 @@ class Store:
                     software_version=software_version(),
                     created_at=utcnow(),
                 )
+            )
+            new = {"version": version, "parameters": dict(parameters)}
+            _audit(
+                conn,
+                "result.create",
+                "result",
+                f"{run_id}/{source}/{channel}/v{version}",
+                new=new,
+                reason=reason,
+                run_id=run_id,
             )
         return version
 
@@ -486,6 +525,8 @@ class Store:
             assert key is not None
             tube_id = f"S-{int(key[0]):06d}"
             conn.execute(tubes.update().where(tubes.c.id == key[0]).values(tube_id=tube_id))
+            new = {"channel": channel, "time_point_s": time_point_s, "tube_type": tube_type}
+            _audit(conn, "tube.register", "tube", tube_id, new=new, run_id=run_id)
         return tube_id
 
     def mark_tube(self, tube_id: str, status: str, drawn_t_s: float | None = None) -> None:
@@ -493,7 +534,17 @@ class Store:
         if status == "drawn":
             values.update(drawn_t_s=drawn_t_s, drawn_at=utcnow())
         with self.engine.begin() as conn:
+            old = conn.execute(sa.select(tubes).where(tubes.c.tube_id == tube_id)).first()
             conn.execute(tubes.update().where(tubes.c.tube_id == tube_id).values(**values))
+            _audit(
+                conn,
+                "tube.status",
+                "tube",
+                tube_id,
+                new=values,
+                old=None if old is None else {"status": old.status},
+                run_id=None if old is None else old.run_id,
+            )
 
     def tubes(self, run_id: int | None = None) -> list[dict[str, Any]]:
         query = sa.select(tubes).order_by(tubes.c.id)
@@ -520,9 +571,18 @@ class Store:
         entered_by: str,
         simulated: bool,
         flag: str = "",
+        reason: str | None = None,
     ) -> None:
-        """Attach a measured value to a tube; a later value for the same analyte supersedes it."""
-        self.tube(tube_id)
+        """Attach a measured value to a tube; a later value for the same analyte supersedes it.
+
+        The audit trail records a superseded value with ``reason`` (hand corrections must give
+        one: see ``instrument.compliance.audit.require_correction_reason``), or else the origin
+        of the new value.
+        """
+        tube = self.tube(tube_id)
+        old = self.latest_sample_value(tube_id, analyte)
+        if old is not None and not reason:
+            reason = f"superseded by a new value ({origin})"
         with self.engine.begin() as conn:
             conn.execute(
                 sample_values.insert().values(
@@ -537,6 +597,37 @@ class Store:
                     simulated=simulated,
                 )
             )
+            new = {
+                "analyte": analyte,
+                "value": value,
+                "unit": unit,
+                "flag": flag,
+                "origin": origin,
+                "entered_by": entered_by,
+            }
+            shown = None if old is None else {k: old[k] for k in ("value", "unit", "origin")}
+            _audit(
+                conn,
+                "sample_value.add" if old is None else "sample_value.correct",
+                "tube",
+                tube_id,
+                old=shown,
+                new=new,
+                reason=reason,
+                run_id=tube["run_id"],
+            )
+
+    def latest_sample_value(self, tube_id: str, analyte: str) -> dict[str, Any] | None:
+        """The value that counts now for one analyte of one tube, or None."""
+        query = (
+            sa.select(sample_values)
+            .where(sample_values.c.tube_id == tube_id, sample_values.c.analyte == analyte)
+            .order_by(sample_values.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else dict(row._mapping)
 
     def sample_values(self, run_id: int, analyte: str | None = None) -> list[dict[str, Any]]:
         """The latest value of each analyte of each tube of a run, with the tube's fields."""
@@ -573,13 +664,25 @@ class Store:
             )
             key = result.inserted_primary_key
             assert key is not None
+            new = {"message": message, "tube_id": tube_id, "due_t_s": due_t_s}
+            _audit(conn, "prompt.raise", "prompt", key[0], new=new, run_id=run_id)
             return int(key[0])
 
     def update_prompt(self, prompt_id: int, **values: Any) -> None:
         if values.get("status") == "acknowledged":
             values.setdefault("answered_at", utcnow())
         with self.engine.begin() as conn:
+            old = conn.execute(sa.select(prompts).where(prompts.c.id == prompt_id)).first()
             conn.execute(prompts.update().where(prompts.c.id == prompt_id).values(**values))
+            _audit(
+                conn,
+                "prompt.update",
+                "prompt",
+                prompt_id,
+                new=values,
+                old=None if old is None else {k: old._mapping[k] for k in values},
+                run_id=None if old is None else old.run_id,
+            )
 
     def prompts(self, run_id: int) -> list[dict[str, Any]]:
         query = sa.select(prompts).where(prompts.c.run_id == run_id).order_by(prompts.c.id)
@@ -677,6 +780,11 @@ class Store:
                 yield (row[0], row[1], row[2], row[3], row[4])
 
 
+def _audit(conn: sa.Connection, action: str, object_type: str, object_id: Any, **kw: Any) -> None:
+    """Append to the audit trail in the caller's transaction (instrument.compliance.audit)."""
+    _compliance_audit.record(conn, action, object_type, object_id, **kw)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -707,3 +815,8 @@ def _id_ranges(ids: list[int]) -> str:
     if len(ids) <= 6:
         return ", ".join(map(str, ids))
     return f"{ids[0]}…{ids[-1]} ({len(ids)} runs)"
+
+
+# Every results database also holds the users, the audit trail and the signatures; importing
+# here (after everything above exists) registers their tables on ``metadata``.
+from instrument.compliance import audit as _compliance_audit  # noqa: E402

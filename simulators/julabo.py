@@ -14,13 +14,21 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drivers.wire import julabo as wire
 from simulators.endpoints import EndpointUnavailable, PtyEndpoint, TcpEndpoint
 from simulators.faults import FaultInjector, FaultPlan, ScheduledFault
 
-__all__ = ["DEFAULT_VERSION", "OVERTEMPERATURE_CODE", "BathModel", "BathSimulator", "Excursion"]
+__all__ = [
+    "DEFAULT_VERSION",
+    "OVERTEMPERATURE_CODE",
+    "BathModel",
+    "BathSimulator",
+    "Excursion",
+    "run_standalone",
+]
 
 log = logging.getLogger("hemocompat.sim.julabo")
 
@@ -500,3 +508,48 @@ class BathSimulator:
                 for client in self._clients:
                     client.endpoint.drop_client()
                     client.reset()
+
+
+def run_standalone(
+    seed: int = 0,
+    speed: float = 1.0,
+    faults: FaultPlan | str | None = None,
+    out: Callable[[str], None] = print,
+    *,
+    setpoint_c: float = 37.0,
+    prewarmed: bool = False,
+    tcp_port: int = 0,
+    until: threading.Event | None = None,
+) -> None:
+    """Run a JULABO bath simulator until Ctrl+C (or ``until`` is set), printing where it listens.
+
+    ``prewarmed`` starts the bath circulating at its setpoint, as a lab keeps it; otherwise it
+    starts stopped at room temperature.
+    """
+    model = BathModel(
+        setpoint_c=setpoint_c,
+        temperature_c=setpoint_c if prewarmed else None,
+        running=prewarmed,
+        seed=seed,
+    )
+    sim = BathSimulator(model, speed=speed, faults=faults, seed=seed, tcp_port=tcp_port)
+    with sim:
+        out("JULABO bath simulator running. Its data is SIMULATED (thermal model), not measured.")
+        if sim.pty_path is not None:
+            out(f"  serial port (pty): {sim.pty_path}  (8N1; a real bath runs 4800 7E1 RTS/CTS)")
+        out(f"  TCP: socket://127.0.0.1:{sim.tcp_port}")
+        state = "circulating at" if prewarmed else "stopped, setpoint"
+        out(f"  {model.version}, {state} {setpoint_c:.2f} C, seed {seed}, speed {speed:g}x")
+        if not sim.faults.is_empty:
+            out(f"  fault injection: {sim.faults}")
+        out("Press Ctrl+C to stop.")
+        try:
+            while not (until is not None and until.is_set()):
+                if until is not None:
+                    until.wait(0.2)
+                else:
+                    time.sleep(0.2)
+                if sim.error is not None:
+                    raise RuntimeError(f"the bath simulator failed: {sim.error}") from sim.error
+        except KeyboardInterrupt:
+            out("Stopping the bath simulator.")

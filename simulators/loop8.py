@@ -177,7 +177,7 @@ class Loop8Model(SequencedModel):
             if prio == 0:
                 self._seq += 1
                 frame = encode_loop(self._seq, n, t, m)
-                self._buffer.append(frame)
+                self._keep(frame)
             else:
                 frame = encode_heartbeat(self._seq, at_ms, temp, state)
             out.append(frame)

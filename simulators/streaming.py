@@ -60,6 +60,7 @@ class SequencedModel:
         self._now_ms = 0
         self._seq = 0
         self._buffer: deque[bytes] = deque(maxlen=SEQ_BUFFER)
+        self._history: list[bytes] | None = None
         self._next_heartbeat_ms = HEARTBEAT_MS
 
     @property
@@ -71,6 +72,23 @@ class SequencedModel:
     def last_seq(self) -> int:
         """Seq of the last data/event frame generated (0 before the first); also their count."""
         return self._seq
+
+    def record_history(self) -> None:
+        """Keep every data/event frame generated from now on (tests and benchmarks account
+        for each frame; the replay buffer keeps only the last 65 536)."""
+        if self._history is None:
+            self._history = []
+
+    @property
+    def history(self) -> list[bytes]:
+        """The frames generated since :meth:`record_history` (empty if never called)."""
+        return self._history if self._history is not None else []
+
+    def _keep(self, frame: bytes) -> None:
+        """A generated data/event frame: into the replay buffer (and the history)."""
+        self._buffer.append(frame)
+        if self._history is not None:
+            self._history.append(frame)
 
     @property
     def oldest_buffered_seq(self) -> int:
@@ -116,7 +134,7 @@ class SequencedModel:
     def _event(self, channel: int, code: str, text: str) -> bytes:
         self._seq += 1
         frame = encode_event(self._seq, channel, code, text)
-        self._buffer.append(frame)
+        self._keep(frame)
         return frame
 
     def _replay(self, echo: str, words: list[str]) -> list[bytes]:
@@ -273,6 +291,22 @@ class StreamingSimulator(Generic[M]):
         """How many data/event frames the device has generated so far."""
         with self._lock:
             return self._model.last_seq
+
+    def record_frames(self) -> None:
+        """From now on keep every data/event frame the device generates (see emitted_frames)."""
+        with self._lock:
+            self._model.record_history()
+
+    def emitted_frames(self) -> list[bytes]:
+        """Every data/event frame generated since :meth:`record_frames`, in seq order."""
+        with self._lock:
+            return list(self._model.history)
+
+    @property
+    def device_ms(self) -> int:
+        """Device time up to which the model has generated frames."""
+        with self._lock:
+            return self._model.device_ms
 
     # ------------------------------------------------------------------ serving
 

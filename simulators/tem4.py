@@ -187,7 +187,7 @@ class Tem4Model(SequencedModel):
             if prio == 0:
                 self._seq += 1
                 frame = encode_data(self._seq, n, t, a)
-                self._buffer.append(frame)
+                self._keep(frame)
             else:
                 temp = round(self.cup_temperature_c(at_ms) * 100)
                 frame = encode_heartbeat(self._seq, at_ms, temp, state)

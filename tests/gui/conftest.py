@@ -7,14 +7,15 @@ import os
 # Before Qt is imported anywhere: render into memory, no display server needed.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
 try:
     import PySide6.QtWidgets  # noqa: F401
@@ -46,7 +47,13 @@ def _open_endpoints() -> set[tuple[str, str]]:
 
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
-    """Fail a test that leaves a thread running or a pty/socket open."""
+    """Fail a test that leaves a thread running or a pty/socket open.
+
+    Garbage is collected on this (the GUI) thread only, as the app does (gui/gc_control.py):
+    a collection on a worker thread would destroy Qt objects there.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     threads_before = set(threading.enumerate())
     fds_before = _open_endpoints()
     yield
@@ -57,6 +64,9 @@ def no_leftovers() -> Iterator[None]:
         if not (threads or fds) or time.monotonic() > deadline:
             break
         time.sleep(0.01)
+    gc.collect()
+    if gc_was_enabled:
+        gc.enable()
     assert not threads, f"threads left running: {[t.name for t in threads]}"
     assert not fds, f"ptys or sockets left open: {sorted(fds)}"
 

@@ -9,14 +9,12 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed (hemocompat[gui])")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
-from instrument.station import load_station  # noqa: E402
+from instrument.station import load_station
 
 
-def test_connect_to_the_simulator_shows_identity_and_temperature(
-    window: Any, qtbot: Any
-) -> None:
+def test_connect_to_the_simulator_shows_identity_and_temperature(window: Any, qtbot: Any) -> None:
     view = window.instruments_view
     window.show_view("Instruments")
     qtbot.waitUntil(lambda: view.ports_list.count() > 0, timeout=10_000)
@@ -48,7 +46,9 @@ def test_starting_a_run_hands_the_instrument_over(window: Any, qtbot: Any) -> No
     run.select_protocol("natem-msc-dose-series.yaml")
     run.speed_combo.setCurrentText("max")
     assert run.start_run()
-    qtbot.waitUntil(lambda: "tem" not in view.connections and run.state != "starting", timeout=20_000)
+    qtbot.waitUntil(
+        lambda: "tem" not in view.connections and run.state != "starting", timeout=20_000
+    )
     run.abort()
     qtbot.waitUntil(lambda: not run.running, timeout=30_000)
     assert run.outcome.status in ("aborted", "completed")

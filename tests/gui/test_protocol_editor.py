@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed (hemocompat[gui])")
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtGui import QTextCursor  # noqa: E402
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextCursor
 
-from protocols import load_protocol  # noqa: E402
+from protocols import load_protocol
 
 NATEM = "natem-msc-dose-series.yaml"
 
@@ -63,7 +63,8 @@ def test_typing_an_error_lists_it_with_line_and_column_and_blocks_start(
     cursor = editor.textCursor()
     assert (cursor.blockNumber() + 1, cursor.positionInBlock() + 1) == (line, 10)
 
-    # Undoing the edit makes the text the saved file again: valid, runnable.
+    # Deleting the typo makes the text the saved file again: valid, runnable.
+    editor.jump_to(line, len("reagent: NATEMX") + 1)
     qtbot.keyClick(editor, Qt.Key.Key_Backspace)
     qtbot.waitUntil(lambda: view.document.valid, timeout=5000)
     assert not view.document.modified and not editor.issue_lines

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed (hemocompat[gui])")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
 NATEM = "natem-msc-dose-series.yaml"
 RUN_TIMEOUT_MS = 90_000
@@ -79,7 +79,9 @@ def test_simulated_run_shows_traces_ct_markers_parameters_and_exports(
         stored_plot = results.panel.grid.plots[channel]
         assert stored_plot.point_count > 1000 and stored_plot.ct_line.isVisible()
     assert results.badge.isVisible()
-    row = [results.runs_table.item(0, col).text() for col in range(results.runs_table.columnCount())]
+    row = [
+        results.runs_table.item(0, col).text() for col in range(results.runs_table.columnCount())
+    ]
     assert str(outcome.run_id) in row and "SIMULATED" in row
 
     # Export CSV on a worker thread into the chosen folder.
@@ -94,8 +96,13 @@ def test_lost_link_shows_a_banner_and_abort_keeps_the_data(window: Any, qtbot: A
     run = _set_up_simulated(window, "300")
     run.faults_edit.setText("disconnect@90s")
     assert run.start_run(), run.reason_label.text()
-    qtbot.waitUntil(lambda: run.banner.isVisible(), timeout=30_000)
+    qtbot.waitUntil(run.banner.isVisible, timeout=30_000)
     assert "lost" in run.banner.text().lower()
+    # The core reconnects to the simulator; the banner turns amber and stays as a record.
+    qtbot.waitUntil(lambda: run.banner.property("warning") is True, timeout=30_000)
+    assert "back" in run.banner.text()
+    log = [run.event_log.item(i).text() for i in range(run.event_log.count())]
+    assert any("link" in line and "lost" in line for line in log)
     qtbot.mouseClick(run.abort_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not run.running, timeout=30_000)
     assert run.outcome.status == "aborted"

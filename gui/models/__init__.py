@@ -1,0 +1,1 @@
+"""Plain-Python models of the desktop app (no Qt): station, protocol library, run feed."""

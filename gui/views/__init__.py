@@ -1,0 +1,1 @@
+"""The main views: Instruments, Protocols, Run, Results."""

@@ -1,0 +1,1 @@
+"""Reusable widgets: live trace plots, the protocol editor, tables and badges."""
