@@ -185,7 +185,7 @@ def execute_run(
         )
     if not simulate and speed != 1.0 and not all(s.simulated for s in station.instruments.values()):
         raise HemocompatError("--speed only applies to simulated instruments")
-    store = Store(db)
+    store = Store(db or station.database)
     stale = store.mark_interrupted_runs()
     if stale:
         err_console.print(
@@ -1111,12 +1111,13 @@ def panel(
 
     if not simulate and not station_file:
         raise HemocompatError("give --simulate or --station FILE")
-    store = Store(db)
+    station = load_station(station_file) if station_file else None
+    store = Store(db or (station.database if station else None))
     outcome = run_panel(
         lot_id,
         store,
         simulate=simulate,
-        station=load_station(station_file) if station_file else None,
+        station=station,
         speed=parse_speed(speed),
         seed=seed,
         donor=donor,
@@ -1630,6 +1631,65 @@ def recover(
         console.print(f"results written to {json_file}")
     if outcome.status != "completed":
         raise SystemExit(1)
+
+
+# -- database schema ------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """The results database: schema revision and migrations (SQLite or PostgreSQL)."""
+
+
+@db.command("status")
+@click.option("--db", "db_arg", default=None, help="Database file or SQLAlchemy URL.")
+def db_status(db_arg: str | None) -> None:
+    """Show the database's schema revision and whether it is the newest."""
+    import sqlalchemy as sa
+
+    from instrument import migrations
+    from instrument.storage import db_url
+
+    url = db_url(db_arg)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            revision = migrations.current(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        raise HemocompatError(
+            f"cannot read the database {url}: {exc.__class__.__name__}: "
+            f"{str(exc).strip().splitlines()[0]}. Check the path or URL and that the server "
+            "is running."
+        ) from exc
+    finally:
+        engine.dispose()
+    head = migrations.head()
+    state = "up to date" if revision == head else f"needs `hemocompat db upgrade` (to {head})"
+    console.print(f"{url}: schema revision {revision or 'none'} — {state}", markup=False)
+
+
+@db.command("upgrade")
+@click.option("--db", "db_arg", default=None, help="Database file or SQLAlchemy URL.")
+def db_upgrade(db_arg: str | None) -> None:
+    """Migrate the database to the newest schema (opening it from the program does the same)."""
+    import sqlalchemy as sa
+
+    from instrument import migrations
+    from instrument.storage import Store, db_url
+
+    url = db_url(db_arg)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            before = migrations.current(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        raise HemocompatError(
+            f"cannot read the database {url}: {exc.__class__.__name__}: "
+            f"{str(exc).strip().splitlines()[0]}. Check the path or URL and that the server "
+            "is running."
+        ) from exc
+    finally:
+        engine.dispose()
+    Store(url).close()
+    console.print(f"{url}: schema revision {before or 'none'} → {migrations.head()}", markup=False)
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 ```yaml
 station: bench-1
+database: postgresql://bench1@labdb.example.org/hemocompat   # optional; else --db or default
 instruments:
   tem:
     driver: tem4
@@ -51,6 +52,8 @@ class Station:
     name: str
     instruments: dict[str, InstrumentSpec] = field(default_factory=dict)
     source: str = "<default>"
+    #: The results database of this bench (a file path or SQLAlchemy URL), if it names one.
+    database: str | None = None
 
     def spec(self, role: str) -> InstrumentSpec:
         if role not in self.instruments:
@@ -117,6 +120,20 @@ def load_station(path: str | Path) -> Station:
             problems.append(f"{where}.baudrate: {baud!r} is not a positive integer")
             baud = None
         specs[role] = InstrumentSpec(role=role, driver=driver, resource=resource, baudrate=baud)
+    unknown_top = set(data) - {"station", "database", "instruments"}
+    if unknown_top:
+        problems.append(
+            f"{p}: unknown keys {sorted(unknown_top)} (allowed: station, database, instruments)"
+        )
+    database = data.get("database")
+    if database is not None and (not isinstance(database, str) or not database.strip()):
+        problems.append(f"{p}: database: {database!r} is not a file path or database URL")
+        database = None
     if problems:
         raise StationError("\n".join(problems))
-    return Station(name=str(data.get("station", p.stem)), instruments=specs, source=str(p))
+    return Station(
+        name=str(data.get("station", p.stem)),
+        instruments=specs,
+        source=str(p),
+        database=database,
+    )

@@ -21,9 +21,8 @@ import sqlalchemy as sa
 from platformdirs import user_data_dir
 from sqlalchemy.engine import Engine
 
+from instrument import migrations
 from instrument.errors import StorageError
-
-SCHEMA_VERSION = 1
 
 metadata = sa.MetaData()
 
@@ -174,14 +173,19 @@ prompts = sa.Table(
     sa.Column("answered_by", sa.String(120), nullable=True),
 )
 
-schema_info = sa.Table(
-    "schema_info",
-    metadata,
-    sa.Column("key", sa.String(40), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
 RUN_STATUSES = ("created", "running", "completed", "aborted", "failed", "interrupted")
+
+
+def all_tables_metadata() -> sa.MetaData:
+    """``metadata`` with every table of the results database registered on it.
+
+    The lot, ELISA and compliance modules add their tables when imported; this imports
+    them, for schema creation and migrations.
+    """
+    import instrument.elisa_run
+    import instrument.lots  # noqa: F401
+
+    return metadata
 
 
 def utcnow() -> str:
@@ -242,31 +246,15 @@ class Store:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             with self.engine.begin() as conn:
                 if self.engine.dialect.name == "postgresql":
-                    # several benches may open a new database at once: create tables one at a time
+                    # several benches may open a new database at once: migrate one at a time
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249113)"))
-                metadata.create_all(conn)
-            self._check_schema()
+                migrations.upgrade(conn, url=self.url)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(
                 f"cannot open the results database {self.url}: {exc.__class__.__name__}: "
                 f"{_first_line(exc)}. Check the path/URL and that you may write there "
                 "(choose another with --db PATH)."
             ) from exc
-
-    def _check_schema(self) -> None:
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(schema_info.c.value).where(schema_info.c.key == "schema_version")
-            ).first()
-            if row is None:
-                conn.execute(
-                    schema_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StorageError(
-                    f"the database {self.url} was written by a newer hemocompat (schema "
-                    f"{row[0]} > {SCHEMA_VERSION}); upgrade hemocompat to read it."
-                )
 
     def close(self) -> None:
         self.engine.dispose()

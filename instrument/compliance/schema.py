@@ -114,39 +114,6 @@ reanalyses = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
 )
 
-APPEND_ONLY = (audit_trail, signatures)
-
-_PG_FUNCTION = """
-CREATE OR REPLACE FUNCTION hemocompat_append_only() RETURNS trigger AS $body$
-BEGIN
-  RAISE EXCEPTION 'table % is append-only', TG_TABLE_NAME;
-END;
-$body$ LANGUAGE plpgsql
-"""
-
-
-def _on_create(table: sa.Table, statement: str, dialect: str) -> None:
-    ddl = sa.DDL(statement).execute_if(dialect=dialect)  # type: ignore[no-untyped-call]
-    sa.event.listen(table, "after_create", ddl)
-
-
-def _append_only(table: sa.Table) -> None:
-    name = table.name
-    for when in ("UPDATE", "DELETE"):
-        _on_create(
-            table,
-            f"CREATE TRIGGER {name}_no_{when.lower()} BEFORE {when} ON {name} "
-            f"BEGIN SELECT RAISE(ABORT, '{name} is append-only'); END",
-            "sqlite",
-        )
-    _on_create(table, _PG_FUNCTION.replace("%", "%%"), "postgresql")
-    _on_create(
-        table,
-        f"CREATE TRIGGER {name}_append_only BEFORE UPDATE OR DELETE ON {name} "
-        "FOR EACH ROW EXECUTE FUNCTION hemocompat_append_only()",
-        "postgresql",
-    )
-
-
-for _table in APPEND_ONLY:
-    _append_only(_table)
+# The audit trail and the signatures are append-only in the database itself: triggers made
+# by the baseline migration (instrument/migrations/versions/0001_baseline.py) refuse any
+# UPDATE or DELETE, on SQLite and PostgreSQL alike.

@@ -8,11 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from instrument.cli import cli
 from instrument.clock import Clock
 from instrument.errors import StationError
 from instrument.live import LiveTrace
 from instrument.station import load_station, simulated_station
+from protocols import bundled_protocols
 
 
 def test_live_trace_stays_bounded_and_ordered() -> None:
@@ -64,3 +67,25 @@ def test_station_file_errors_are_listed(tmp_path: Path) -> None:
     assert "instruments.loop" in text
     with pytest.raises(StationError, match="cannot read station file"):
         load_station(tmp_path / "missing.yaml")
+
+
+def test_station_names_its_database_and_the_run_uses_it(tmp_path: Path) -> None:
+    db = tmp_path / "bench.db"
+    path = tmp_path / "station.yaml"
+    path.write_text(f"station: bench-2\ndatabase: {db}\ninstruments:\n  tem: simulate\n")
+    assert load_station(path).database == str(db)
+    protocol = next(p for p in bundled_protocols() if p.name == "natem-msc-dose-series.yaml")
+    args = ["run", str(protocol), "--station", str(path), "--speed", "max", "--auto-ack"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    listed = CliRunner().invoke(cli, ["runs", "list", "--db", str(db)]).output
+    assert db.exists() and "completed" in listed
+
+
+def test_station_file_rejects_unknown_top_level_keys(tmp_path: Path) -> None:
+    path = tmp_path / "station.yaml"
+    path.write_text("station: b\ndatabse: x.db\ndatabase: ''\ninstruments:\n  tem: simulate\n")
+    with pytest.raises(StationError) as info:
+        load_station(path)
+    assert "unknown keys ['databse']" in str(info.value)
+    assert "database: '' is not a file path or database URL" in str(info.value)

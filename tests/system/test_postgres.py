@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
+from instrument import migrations
 from instrument.cli import main
 from instrument.engine import RunEngine
 from instrument.panel import run_panel
@@ -73,3 +76,23 @@ def test_a_server_that_is_down_is_a_clear_error(
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "cannot open the results database" in err and "127.0.0.1:9" in err
+
+
+def test_benches_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:
+    code = "import sys; from instrument.cli import main; sys.exit(main(sys.argv[1:]))"
+    benches = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, "db", "upgrade", "--db", pg_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in benches]
+    assert [p.returncode for p in benches] == [0, 0, 0], outputs
+    assert sum(f"none → {migrations.head()}" in out for out in outputs) >= 1
+    store = Store(pg_url)
+    with store.engine.connect() as conn:
+        assert migrations.current(conn) == migrations.head()
+    store.close()
