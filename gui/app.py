@@ -83,10 +83,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NO_DISPLAY
 
     from gui.main_window import MainWindow
+    from gui.models.session import AppUser, log_out, login_required
     from gui.paths import AppPaths
+    from instrument.errors import HemocompatError
+
+    try:
+        needs_login = login_required(args.db)
+    except HemocompatError as exc:
+        print(f"hemocompat gui: {exc}", file=sys.stderr)
+        return 2
+    user: AppUser | None = None
+    if needs_login:
+        from gui.login import LoginDialog
+
+        dialog = LoginDialog(args.db)
+        if not dialog.exec() or dialog.user is None:
+            return 1
+        user = dialog.user
 
     paths = AppPaths.under(Path(args.config_dir)) if args.config_dir else None
-    window = MainWindow(db=args.db, paths=paths, simulated=True if args.simulate else None)
+    window = MainWindow(
+        db=args.db, paths=paths, simulated=True if args.simulate else None, user=user
+    )
     window.show()
     if args.smoke:
 
@@ -97,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         QTimer.singleShot(0, shown)
     code = app.exec()
     window.shutdown()
+    if user is not None:
+        log_out(args.db)
     return int(code)
 
 

@@ -1,4 +1,4 @@
-"""The main window: a sidebar with Instruments, Protocols, Run and Results, and a status bar."""
+"""The main window: a sidebar with the views (Instruments … Lots) and a status bar."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.gc_control import GuiThreadCollector
 from gui.models.protocols import ProtocolDocument, ProtocolLibrary
+from gui.models.session import AppUser, open_bench_user
 from gui.models.station import StationModel
 from gui.paths import AppPaths, load_settings, save_settings
 from gui.qt_compat import guard_singleton_refcounts
 from gui.tasks import TaskRunner
 from gui.views.instruments import InstrumentsView
+from gui.views.lots import LotsView
 from gui.views.protocols import ProtocolsView
 from gui.views.results import ResultsView
 from gui.views.run import RunView
@@ -38,7 +40,7 @@ from gui.widgets.trace_plots import configure_pyqtgraph
 
 log = logging.getLogger("hemocompat.gui")
 
-VIEWS = ("Instruments", "Protocols", "Run", "Results")
+VIEWS = ("Instruments", "Protocols", "Run", "Results", "Lots")
 DEFAULT_PROTOCOL = "natem-msc-dose-series.yaml"
 CLOSE_QUESTION = (
     "A run is in progress. Closing the window aborts it: the channels are stopped, the data "
@@ -61,6 +63,7 @@ class MainWindow(QMainWindow):
         simulated: bool | None = None,
         confirm: Callable[[str, str], bool] | None = None,
         choose_directory: Callable[[], Path | None] | None = None,
+        user: AppUser | None = None,
         parent: QWidget | None = None,
     ) -> None:
         guard_singleton_refcounts()
@@ -77,6 +80,10 @@ class MainWindow(QMainWindow):
         self._close_after_run = False
         self._shut_down = False
         self.settings = load_settings(self.paths)
+        #: Who uses the app; every audit entry written meanwhile is attributed to them.
+        self.user = user or open_bench_user()
+        self._acting = self.user.acting()
+        self._acting.__enter__()
 
         self.collector = GuiThreadCollector(self)
         self.tasks = TaskRunner(self)
@@ -97,6 +104,7 @@ class MainWindow(QMainWindow):
         self.library.refresh()
         self._open_initial_protocol()
         self._restore_run_setup()
+        self._apply_user()
         self._station_changed()
         if station_problem:
             self.show_message(station_problem)
@@ -132,7 +140,14 @@ class MainWindow(QMainWindow):
             self._prepare_instruments,
         )
         self.results_view = ResultsView(self.tasks, self.store, self._choose_directory)
-        for view in (self.instruments_view, self.protocols_view, self.run_view, self.results_view):
+        self.lots_view = LotsView(self.tasks, self.store)
+        for view in (
+            self.instruments_view,
+            self.protocols_view,
+            self.run_view,
+            self.results_view,
+            self.lots_view,
+        ):
             self.stack.addWidget(view)
             view.message.connect(self.show_message)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
@@ -150,6 +165,9 @@ class MainWindow(QMainWindow):
         self.health_label = QLabel("No instrument connected")
         self.run_state_label = QLabel("Idle")
         self.status_badge = SimulatedBadge()
+        self.user_label = QLabel(self.user.label)
+        self.user_label.setObjectName("userLabel")
+        status.addPermanentWidget(self.user_label)
         status.addPermanentWidget(self.health_label)
         status.addPermanentWidget(self.run_state_label)
         status.addPermanentWidget(self.status_badge)
@@ -199,6 +217,29 @@ class MainWindow(QMainWindow):
         seed = self.settings.get("seed")
         if isinstance(seed, int):
             view.seed_spin.setValue(seed)
+
+    def _apply_user(self) -> None:
+        """Roles decide what the views allow; a logged-in user is the operator of runs."""
+        self.protocols_view.user = self.user
+        self.protocols_view.on_saved = self._record_version
+        self.run_view.set_user(self.user)
+        self.lots_view.user = self.user
+
+    def _record_version(self, path: Path, previous_text: str, previous_source: str) -> None:
+        from instrument.compliance.protocol_versions import record_saved_version
+
+        def record() -> object:
+            return record_saved_version(
+                self.store(), path, previous_text=previous_text, previous_path=previous_source
+            )
+
+        self.tasks.submit(
+            "record-version",
+            record,
+            on_error=lambda exc: self.show_message(
+                f"Saved {path.name}, but recording the version in the database failed: {exc}"
+            ),
+        )
 
     def _save_settings(self) -> None:
         view = self.run_view
@@ -342,6 +383,7 @@ class MainWindow(QMainWindow):
         if self._owns_store and self._store is not None:
             self._store.close()
         self.collector.stop()
+        self._acting.__exit__(None, None, None)
 
 
 def _warm_up() -> None:

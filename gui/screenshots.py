@@ -116,11 +116,179 @@ def take_screenshots(out_dir: Path) -> list[Path]:
     return saved
 
 
+#: Virtual-lab lots whose whole panel is run for the Lots screenshots (one per tissue source).
+LOTS = ("VL-BM-01", "VL-UC-01", "VL-PL-01", "VL-AT-01")
+#: The lot shown in lots.png.
+SHOWN_LOT = "VL-UC-01"
+
+
+def take_lots_screenshots(out_dir: Path) -> list[Path]:
+    """Run the simulated panel of every virtual-lab lot through the core (as ``hemocompat
+    panel LOT --simulate --speed max``), then save the Lots view and its comparison tab."""
+    import math
+
+    from PySide6.QtWidgets import QApplication
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
+    app.setStyle("Fusion")
+
+    from gui.main_window import MainWindow
+    from gui.paths import AppPaths
+    from instrument.panel import run_panel
+    from instrument.storage import Store
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="hemocompat-lots-") as tmp:
+        store = Store(Path(tmp) / "runs.db")
+        for lot_id in LOTS:
+            run_panel(lot_id, store, simulate=True, speed=math.inf, say=lambda _text: None)
+        window = MainWindow(store=store, paths=AppPaths.under(Path(tmp)), simulated=True)
+        window.resize(*WINDOW_SIZE)
+        window.show()
+
+        def save(name: str) -> None:
+            app.processEvents()
+            path = out_dir / name
+            window.grab().save(str(path))
+            saved.append(path)
+
+        try:
+            view = window.lots_view
+            window.show_view("Lots")
+            _wait(app, lambda: len(view.entries) == len(LOTS), 30, "the lot registry")
+            view.select_lot(SHOWN_LOT)
+            _wait(
+                app,
+                lambda: view.detail is not None and view.detail.lot_id == SHOWN_LOT,
+                30,
+                "the lot",
+            )
+            _wait(app, lambda: not window.tasks.busy(), 30, "the workers")
+            save("lots.png")
+            view.tabs.setCurrentIndex(view.tabs.indexOf(view.comparison_tab))
+            save("lots-compare.png")
+        finally:
+            window.close()
+            window.shutdown()
+            store.close()
+    return saved
+
+
+#: The loop run pictured: this lot and donor clot the lot loops within the hour.
+LOOP_PROTOCOL = "chandler-loop-60min.yaml"
+LOOP_LOT, LOOP_DONOR = "VL-AT-01", "VD-HYPER-01"
+LOOP_SPEED = "300"
+#: Protocol time (s) of run-loop.png: the 15-min draws are late, two 5-min draws overdue.
+LOOP_SHOT_AT_S = 16.5 * 60
+#: Draws left unanswered until the picture is taken (loop, time point in min).
+LOOP_LEFT_OPEN = {(1, 5.0), (2, 5.0)}
+
+
+def take_loop_screenshots(out_dir: Path) -> list[Path]:
+    """A simulated Chandler loop run in the window: prompts answered with Done (a few left
+    open for the picture), mid-run with open prompts, finished, and the stored run."""
+    import re
+
+    from PySide6.QtWidgets import QApplication
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
+    app.setStyle("Fusion")
+
+    from gui.main_window import MainWindow
+    from gui.paths import AppPaths
+    from instrument.storage import Store
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="hemocompat-loop-") as tmp:
+        store = Store(Path(tmp) / "runs.db")
+        window = MainWindow(
+            store=store,
+            paths=AppPaths.under(Path(tmp)),
+            simulated=True,
+            confirm=lambda _title, _text: True,
+        )
+        window.resize(*WINDOW_SIZE)
+        window.show()
+
+        def save(name: str) -> None:
+            app.processEvents()
+            path = out_dir / name
+            window.grab().save(str(path))
+            saved.append(path)
+
+        def wanted_open(message: str) -> bool:
+            match = re.search(r"loop (\d+) .*\(([0-9.]+) min sample\)", message)
+            if match is None:
+                return False
+            return (int(match.group(1)), float(match.group(2))) in LOOP_LEFT_OPEN
+
+        try:
+            run = window.run_view
+            window.show_view("Run")
+            if not run.select_protocol(LOOP_PROTOCOL):
+                raise RuntimeError(f"{LOOP_PROTOCOL} is not in the protocol library")
+            run.lot_edit.setText(LOOP_LOT)
+            run.donor_edit.setText(LOOP_DONOR)
+            run.speed_combo.setCurrentText(LOOP_SPEED)
+            if not run.start_run():
+                raise RuntimeError(f"the run did not start: {run.reason_label.text()}")
+            prompts = run.live_panel.prompts
+            pictured = False
+
+            def answer(everything: bool) -> None:
+                for card in list(prompts.cards.values()):
+                    if not card.done_button.isEnabled():
+                        continue
+                    message = card.prompt.message
+                    due_s = float(card.prompt.due_t_s)
+                    if not everything and (wanted_open(message) or due_s >= 15 * 60):
+                        continue
+                    card.done_button.click()
+
+            def mid_run() -> bool:
+                answer(everything=False)
+                return prompts.now_s >= LOOP_SHOT_AT_S or not run.running
+
+            _wait(app, mid_run, 120, "the middle of the loop run")
+            save("run-loop.png")
+            pictured = True
+
+            def finished() -> bool:
+                answer(everything=pictured)
+                return not run.running
+
+            _wait(app, finished, 180, "the end of the loop run")
+            _wait(app, lambda: not window.tasks.busy("run"), 30, "the run's worker")
+            save("run-loop-finished.png")
+            results = window.results_view
+            window.show_view("Results")
+            _wait(
+                app,
+                lambda: results.shown is not None and results.shown.run["assay"] == "chandler-loop",
+                30,
+                "the stored loop run",
+            )
+            save("results-loop.png")
+        finally:
+            window.close()
+            window.shutdown()
+            store.close()
+    return saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", default="docs/screenshots", type=Path)
     args = parser.parse_args(list(argv) if argv is not None else None)
     for path in take_screenshots(args.out_dir):
+        print(f"wrote {path}")
+    for path in take_lots_screenshots(args.out_dir):
+        print(f"wrote {path}")
+    for path in take_loop_screenshots(args.out_dir):
         print(f"wrote {path}")
     return 0
 

@@ -93,17 +93,27 @@ def compare_lots(store: Store, product: str | None = None) -> Comparison:
     return comparison
 
 
+def trend_limits(rows: Sequence[LotRow], metric: str) -> dict[str, tuple[float, float]]:
+    """Each lot's reference for ``metric``: mean and SD over the *other* given lots with a
+    value (leave-one-out), for lots with at least :data:`MIN_REFERENCE_LOTS` such others."""
+    limits: dict[str, tuple[float, float]] = {}
+    for row in rows:
+        others = [
+            float(v) for o in rows if o is not row and (v := o.values.get(metric)) is not None
+        ]
+        if len(others) >= MIN_REFERENCE_LOTS:
+            limits[row.lot_id] = (statistics.fmean(others), statistics.stdev(others))
+    return limits
+
+
 def _trend_flags(rows: Sequence[LotRow], metric: str) -> list[TrendFlag]:
     flags = []
+    limits = trend_limits(rows, metric)
     for row in rows:
         value = row.values.get(metric)
-        others = [
-            o.values[metric] for o in rows if o is not row and o.values.get(metric) is not None
-        ]
-        if value is None or len(others) < MIN_REFERENCE_LOTS:
+        if value is None or row.lot_id not in limits:
             continue
-        numbers = [float(x) for x in others if x is not None]
-        mean, sd = statistics.fmean(numbers), statistics.stdev(numbers)
+        mean, sd = limits[row.lot_id]
         if abs(value - mean) > 3 * sd:
             flags.append(TrendFlag(row.lot_id, metric, value, mean, sd))
     return flags

@@ -360,7 +360,7 @@ class LoopRunEngine(RunBase):
                 next_point += 1
             self._flag_overdue(t_run)
             self.observer.progress(min(1.0, max(0.0, t_run / duration_s)), t_run)
-            if t_run >= duration_s and next_point >= len(schedule):
+            if t_run >= duration_s and next_point >= len(schedule) and not self._draws_pending():
                 return
             if self._write_error is not None:
                 raise RunError(f"storing samples failed: {self._write_error}")
@@ -426,6 +426,15 @@ class LoopRunEngine(RunBase):
                 f"{tube_id} ({time_point_s / 60:g} min sample)"
             )
             self._raise_prompt(message, tube_id, loop, time_point_s)
+
+    def _draws_pending(self) -> bool:
+        """Sampling draws still open and not yet overdue: the run's end waits for them (the
+        last time point's draws are raised at the end; the loops keep turning meanwhile)."""
+        with self._prompt_lock:
+            return any(
+                p.prompt.tube_id is not None and not p.overdue_flagged
+                for p in self._prompts.values()
+            )
 
     def _flag_overdue(self, t_run: float) -> None:
         with self._prompt_lock:
@@ -581,7 +590,9 @@ class LoopRunEngine(RunBase):
     def _analyse(self) -> list[ChannelResult]:
         assert self.run_id is not None
         detection = self.protocol.clot_detection
-        end_s = self.device_time_s()
+        # The protocol's blood-contact time (extended by interlock suspensions), not the
+        # minutes the loops keep turning while the last draws are taken.
+        end_s = min(self.device_time_s(), self.protocol.duration_s + self.suspended_s)
         platelets: dict[int, list[tuple[float, float]]] = {}
         for row in self.store.sample_values(self.run_id, "PLT"):
             if row["value"] is not None:

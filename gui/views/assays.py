@@ -1,14 +1,15 @@
 """Assay-specific panels of the Run and Results views, chosen by the protocol's ``assay``.
 
 The Run view hosts one live panel per assay and the Results view one result panel; adding
-an assay (Chandler loop: motion per loop, bath temperature, prompts; ELISA: plate and
-standard curve) means adding its panels to :data:`LIVE_PANELS` and :data:`RESULT_PANELS`.
+an assay (ELISA: plate and standard curve) means adding its panels to :data:`LIVE_PANELS` and
+:data:`RESULT_PANELS`. Thromboelastometry is here; the Chandler loop panels (motion per
+loop, bath temperature and gate, prompts) are in :mod:`gui.views.loop_panel`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSplitter, QTabWidget, QVBoxLayout, QWidget
 
+from gui.views.loop_panel import LoopLivePanel, LoopResultPanel
 from gui.widgets.common import ChannelParameters, ParameterTable
 from gui.widgets.trace_plots import TracePlotGrid
 
@@ -53,6 +55,21 @@ class LivePanel(Protocol):
     def finish(self, outcome: Any) -> None:
         """The run ended."""
 
+    def preview(self, protocol: Any, channels: Sequence[Any] | None) -> None:
+        """Before a run: the set-up of ``protocol`` with its resolved ``channels`` (None: the
+        lot/donor set-up does not resolve)."""
+
+    def show_state(self, state: Any) -> None:
+        """The run's step and protocol time (a drained ``FeedState``), once per frame."""
+
+    def on_prompt(self, prompt: Any) -> None:
+        """The run asks the operator to do something (``instrument.runbase.Prompt``)."""
+
+    #: Shown by the Run view under the plots instead of its parameter table (None: that
+    #: table, filled from the outcome's channel parameters).
+    results_widget: QWidget | None
+    results_title: str
+
 
 class TemLivePanel(QWidget):
     """Thromboelastometry: the four channels' amplitude traces with CT markers."""
@@ -65,6 +82,17 @@ class TemLivePanel(QWidget):
         layout.addWidget(self.grid)
         self._live: Mapping[int, Any] = {}
         self.grid.configure([(c, f"channel {c}") for c in (1, 2, 3, 4)], 3600.0)
+        self.results_widget: QWidget | None = None
+        self.results_title = "Clot parameters (n.r. = not reached)"
+
+    def preview(self, protocol: Any, channels: Sequence[Any] | None) -> None:
+        """The plots keep the last run until the next one starts."""
+
+    def show_state(self, state: Any) -> None:
+        """Nothing beyond the traces: progress is the Run view's."""
+
+    def on_prompt(self, prompt: Any) -> None:
+        """Thromboelastometry runs raise no prompts; the Run view logs any."""
 
     def start(self, engine: Any, protocol: Any) -> None:
         self.grid.configure([(c.channel, c.label) for c in engine.channels], protocol.duration_s)
@@ -96,6 +124,9 @@ class StoredRun:
     results: list[dict[str, Any]]
     events: list[dict[str, Any]]
     traces: dict[int, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(default_factory=dict)
+    #: Sample tubes and operator prompts of the run (loop runs).
+    tubes: list[dict[str, Any]] = field(default_factory=list)
+    prompts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def labels(self) -> dict[int, str]:
@@ -121,6 +152,9 @@ def load_stored_run(store: Any, run_id: int) -> StoredRun:
             np.asarray(t_ms, dtype=np.float64) / 1000.0,
             np.asarray(values, dtype=np.float64),
         )
+    if run.get("assay") == "chandler-loop":
+        stored.tubes = store.tubes(run_id)
+        stored.prompts = store.prompts(run_id)
     return stored
 
 
@@ -178,6 +212,12 @@ class TemResultPanel(QWidget):
 
 
 #: assay → live panel factory (Run view).
-LIVE_PANELS: dict[str, Callable[[], QWidget]] = {"thromboelastometry": TemLivePanel}
+LIVE_PANELS: dict[str, Callable[[], QWidget]] = {
+    "thromboelastometry": TemLivePanel,
+    "chandler-loop": LoopLivePanel,
+}
 #: assay → result panel factory (Results view).
-RESULT_PANELS: dict[str, Callable[[], QWidget]] = {"thromboelastometry": TemResultPanel}
+RESULT_PANELS: dict[str, Callable[[], QWidget]] = {
+    "thromboelastometry": TemResultPanel,
+    "chandler-loop": LoopResultPanel,
+}

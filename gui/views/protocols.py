@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
 
 from gui import theme
 from gui.models.protocols import ProtocolDocument, ProtocolEntry, ProtocolLibrary
+from gui.models.session import AppUser, open_bench_user
 from gui.widgets.code_editor import CodeEditor
 from gui.widgets.common import format_duration, heading
+from instrument.compliance.users import METHOD_DEVELOPER
 
 #: Quiet time after the last keystroke before the text is validated.
 VALIDATE_DEBOUNCE_MS = 300
@@ -53,6 +55,10 @@ class ProtocolsView(QWidget):
         self.library = library
         self.document = document
         self._confirm = confirm
+        #: Who is using the app (set by the main window); saving needs the method-developer role.
+        self.user: AppUser = open_bench_user()
+        #: Called with (new file, previous text, previous source) after a version is saved.
+        self.on_saved: Callable[[Path, str, str], None] | None = None
         self._loading = False
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -223,17 +229,28 @@ class ProtocolsView(QWidget):
             self._debounce.stop()
             self.document.open(self.document.path, self.document.bundled)
 
+    def save_refusal(self) -> str | None:
+        """Why this user may not save protocol versions, or None."""
+        return self.user.refusal("Saving a new protocol version", METHOD_DEVELOPER)
+
     def save_new_version(self) -> Path | None:
+        refusal = self.save_refusal()
+        if refusal:
+            self.message.emit(refusal)
+            return None
         self.validate_now()
         if not self.document.valid:
             self.message.emit("Fix the errors before saving a new version.")
             return None
+        previous_text, previous_source = self.document.saved_text, self.document.source
         try:
             path = self.document.save_new_version(self.library)
         except (OSError, ValueError) as exc:
             self.message.emit(f"Could not save the new version: {exc}")
             return None
         self.message.emit(f"Saved {path}")
+        if self.on_saved is not None:
+            self.on_saved(path, previous_text, previous_source)
         return path
 
     # -- document → view -------------------------------------------------------------------------
@@ -301,15 +318,16 @@ class ProtocolsView(QWidget):
             self.editor.jump_to(line, column)
 
     def _show_plan(self) -> None:
-        from instrument.plan import compile_plan, expected_duration_s
+        from instrument.plan import compile_loop_plan, compile_plan, expected_duration_s
         from protocols import TemProtocol
+        from protocols.model import LoopProtocol
 
         protocol = self.document.protocol
         self.plan_table.setRowCount(0)
         if protocol is None:
             self.duration_label.setText("No dry run until the protocol is valid.")
             return
-        if not isinstance(protocol, TemProtocol):
+        if not isinstance(protocol, (TemProtocol, LoopProtocol)):
             self.duration_label.setText(
                 f"No step preview for {protocol.assay} protocols in this version "
                 f"(expected duration {format_duration(protocol.expected_duration_s)})."
@@ -320,7 +338,10 @@ class ProtocolsView(QWidget):
             note = ""
         except ValueError as exc:
             resolved, note = None, f" Note: {exc}."
-        steps = compile_plan(protocol, resolved)
+        if isinstance(protocol, LoopProtocol):
+            steps = compile_loop_plan(protocol, resolved or protocol.channels)
+        else:
+            steps = compile_plan(protocol, resolved)
         self.plan_table.setRowCount(len(steps))
         for row, step in enumerate(steps):
             for col, text in enumerate(

@@ -99,6 +99,10 @@ class ResultsView(QWidget):
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self.export_selected)
+        self.export_button.setToolTip(
+            "The run record, channels, samples and results as CSV files (hemocompat export --csv). "
+            "A lot's report (PDF, XLSX, CSV) is written from the Lots view (Ctrl+5)."
+        )
         header_row.addWidget(self.export_button)
         detail_layout.addLayout(header_row)
         self.info_label = QLabel("")

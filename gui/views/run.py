@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import inspect
 import math
 import re
 import time
@@ -24,15 +25,19 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStackedWidget,
+    QTableWidget,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from gui import theme
 from gui.models.protocols import ProtocolDocument, ProtocolLibrary
+from gui.models.session import AppUser, open_bench_user
 from gui.models.station import StationModel
 from gui.tasks import TaskRunner
 from gui.views.assays import LIVE_PANELS
@@ -44,6 +49,7 @@ from gui.widgets.common import (
     format_duration,
     heading,
 )
+from instrument.compliance.users import TECHNICIAN
 
 #: Live plots and run state are refreshed this often (ms): ~30 frames a second.
 FRAME_INTERVAL_MS = 33
@@ -56,6 +62,13 @@ SPEED_CHOICES = ("1", "10", "60", "300", "600", "max")
 PAUSE_UNAVAILABLE = (
     "Pause is not available for this run: the run engine cannot pause it (clotting in the "
     "cups cannot be paused either). Use Abort to stop; the data so far stays stored."
+)
+#: Why loop runs cannot be paused (the assay's own reason; see docs/gui.md).
+PAUSE_UNAVAILABLE_LOOP = (
+    "Pause is not available for loop runs: the blood keeps clotting in the turning loops, so "
+    "holding the sampling schedule would draw every later sample at the wrong blood-contact "
+    "time. The bath interlock holds the timed steps by itself while the bath is outside its "
+    "band. Use Abort to stop; the data so far stays stored."
 )
 
 
@@ -123,6 +136,7 @@ class RunView(QWidget):
         self._store_provider = store_provider
         self._open_protocol = open_protocol
         self._prepare_instruments = prepare_instruments
+        self.user: AppUser = open_bench_user()
         self.state = "idle"
         self.engine: Any = None
         self.feed: Any = None
@@ -133,6 +147,8 @@ class RunView(QWidget):
         self._frames = 0
         self._syncing = False
         self._speed = 1.0
+        #: Prompts whose acknowledgement is being recorded on a worker.
+        self._acknowledging: set[int] = set()
         self._build()
         self._frame_timer = QTimer(self)
         self._frame_timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -164,6 +180,7 @@ class RunView(QWidget):
         setup_layout.addLayout(title_row)
 
         form_box = QGroupBox("Set-up")
+        self._form_box = form_box
         form = QFormLayout(form_box)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         self.protocol_combo = QComboBox()
@@ -174,10 +191,10 @@ class RunView(QWidget):
         self.protocol_combo.activated.connect(self._protocol_chosen)
         form.addRow("Protocol", self.protocol_combo)
         self.lot_edit = QLineEdit()
-        self.lot_edit.textChanged.connect(self._update_start)
+        self.lot_edit.textChanged.connect(self._set_up_changed)
         form.addRow("MSC lot", self.lot_edit)
         self.donor_edit = QLineEdit()
-        self.donor_edit.textChanged.connect(self._update_start)
+        self.donor_edit.textChanged.connect(self._set_up_changed)
         form.addRow("Blood donor", self.donor_edit)
         self.operator_edit = QLineEdit(_login_name())
         self.operator_edit.textChanged.connect(self._update_start)
@@ -203,7 +220,12 @@ class RunView(QWidget):
             "stall@Ts=S, disconnect@Ts, error:COMMAND=CODE, overtemp@Ts."
         )
         form.addRow("Faults", self.faults_edit)
-        setup_layout.addWidget(form_box)
+        # The set-up, and for assays with operator prompts (loop runs) the prompts beside it:
+        # during such a run the prompts are in front, where the Start/Abort buttons are.
+        self.setup_tabs = QTabWidget()
+        self.setup_tabs.addTab(form_box, "Set-up")
+        self.setup_tabs.tabBar().setVisible(False)
+        setup_layout.addWidget(self.setup_tabs)
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
@@ -227,6 +249,9 @@ class RunView(QWidget):
         progress_layout = QVBoxLayout(progress_box)
         self.step_label = QLabel("No run yet.")
         self.step_label.setWordWrap(True)
+        self.step_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # Room for a loop run's three-line step, so the box never clips it.
+        self.step_label.setMinimumHeight(3 * self.step_label.fontMetrics().lineSpacing() + 4)
         progress_layout.addWidget(self.step_label)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
@@ -245,9 +270,13 @@ class RunView(QWidget):
         progress_layout.addWidget(self.wall_label)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        self.status_label.setMinimumHeight(2 * self.status_label.fontMetrics().lineSpacing() + 4)
         progress_layout.addWidget(self.status_label)
+        # Never squeezed by the prompts above it.
+        progress_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         setup_layout.addWidget(progress_box)
         setup_layout.addStretch(1)
+        self._setup_layout = setup_layout
         outer.addWidget(setup)
 
         centre = QWidget()
@@ -270,11 +299,16 @@ class RunView(QWidget):
         results_box = QWidget()
         results_layout = QVBoxLayout(results_box)
         results_layout.setContentsMargins(0, 0, 0, 0)
-        results_layout.addWidget(heading("Clot parameters (n.r. = not reached)", sub=True))
+        self.results_heading = heading("Clot parameters (n.r. = not reached)", sub=True)
+        self.results_heading.setWordWrap(True)
+        results_layout.addWidget(self.results_heading)
+        self.results_stack = QStackedWidget()
         self.results_table = ParameterTable()
-        results_layout.addWidget(self.results_table)
+        self.results_stack.addWidget(self.results_table)
+        results_layout.addWidget(self.results_stack)
         bottom.addWidget(results_box)
         bottom.setSizes([560, 560])
+        self._bottom = bottom
         splitter.addWidget(bottom)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
@@ -292,9 +326,63 @@ class RunView(QWidget):
             panel = factory()
             self._panels[assay] = panel
             self.panel_stack.addWidget(panel)
+            results_widget = getattr(panel, "results_widget", None)
+            if results_widget is not None:
+                self.results_stack.addWidget(results_widget)
+            prompts = getattr(panel, "prompts", None)
+            if prompts is not None:
+                prompts.acknowledge_requested.connect(self._acknowledge_prompt)
+                prompts.open_count_changed.connect(
+                    lambda count, page=prompts: self._prompt_count_changed(page, count)
+                )
+                self.setup_tabs.addTab(prompts, "Prompts")
         self.panel_stack.setCurrentWidget(panel)
         self.live_panel = panel
+        self._show_results_widget(panel)
+        self._show_prompts_tab(getattr(panel, "prompts", None))
         return panel
+
+    def _show_prompts_tab(self, prompts: QWidget | None) -> None:
+        """The Prompts tab of the panel's assay beside Set-up (no tab bar without one)."""
+        for index in range(1, self.setup_tabs.count()):
+            self.setup_tabs.setTabVisible(index, self.setup_tabs.widget(index) is prompts)
+        self.setup_tabs.tabBar().setVisible(prompts is not None)
+        self._form_box.setTitle("" if prompts is not None else "Set-up")  # the tab says it
+        layout = self._setup_layout
+        layout.setStretchFactor(self.setup_tabs, 1 if prompts is not None else 0)
+        layout.setStretch(layout.count() - 1, 0 if prompts is not None else 1)
+        if prompts is None:
+            self.setup_tabs.setCurrentIndex(0)
+
+    def _prompt_count_changed(self, page: QWidget, count: int) -> None:
+        index = self.setup_tabs.indexOf(page)
+        if index < 0:
+            return
+        self.setup_tabs.setTabText(index, f"Prompts ({count} open)" if count else "Prompts")
+        if count and self.state != "idle":
+            self.setup_tabs.setCurrentIndex(index)
+
+    def _show_results_widget(self, panel: Any) -> None:
+        """The panel's own result table under the plots, or the parameter table."""
+        widget = getattr(panel, "results_widget", None)
+        self.results_stack.setCurrentWidget(widget if widget is not None else self.results_table)
+        self.results_heading.setText(
+            getattr(panel, "results_title", "") or "Clot parameters (n.r. = not reached)"
+        )
+        self._fit_results_width()
+
+    def _fit_results_width(self) -> None:
+        """A panel's table with a row per loop gets the width of its columns (the event log
+        keeps at least 26 %); the parameter table and the log share the width."""
+        widget = self.results_stack.currentWidget()
+        total = sum(self._bottom.sizes()) or 1120
+        share = 0.5
+        if isinstance(widget, QTableWidget) and widget is not self.results_table:
+            widget.resizeColumnsToContents()
+            header = widget.horizontalHeader()
+            needed = header.length() + widget.verticalScrollBar().sizeHint().width() + 8
+            share = min(0.74, max(0.5, needed / total))
+        self._bottom.setSizes([round(total * (1 - share)), round(total * share)])
 
     # -- model → view --------------------------------------------------------------------------
     def _fill_protocols(self) -> None:
@@ -346,7 +434,30 @@ class RunView(QWidget):
         donor = getattr(samples, "donor_id", None) if samples is not None else None
         self.lot_edit.setPlaceholderText(f"protocol default: {lot}" if lot else "lot ID")
         self.donor_edit.setPlaceholderText(f"protocol default: {donor}" if donor else "donor ID")
+        self._set_up_changed()
+
+    def _set_up_changed(self) -> None:
+        """Protocol, lot or donor changed: preview the set-up in the assay's panel."""
         self._update_start()
+        if self.state != "idle":
+            return
+        protocol = self.document.protocol
+        assay = getattr(protocol, "assay", None)
+        if assay not in LIVE_PANELS or self.document.run_blocker():
+            return
+        try:
+            channels = protocol.resolved_channels(
+                lot=self.lot_edit.text().strip() or None,
+                donor=self.donor_edit.text().strip() or None,
+            )
+        except ValueError:
+            channels = None
+        panel = self._show_panel(assay)
+        preview = getattr(panel, "preview", None)
+        if preview is not None:
+            preview(protocol, channels)
+            self._show_results_widget(panel)
+        self.setup_tabs.setCurrentIndex(0)
 
     def _station_changed(self) -> None:
         simulated = self.station.simulated
@@ -363,10 +474,22 @@ class RunView(QWidget):
             self.simulated_check.setChecked(self.station.simulated)
 
     # -- start ---------------------------------------------------------------------------------
+    def set_user(self, user: AppUser) -> None:
+        """A logged-in user is the operator of the runs they start (not editable)."""
+        self.user = user
+        if not user.open_bench:
+            self.operator_edit.setText(user.username)
+            self.operator_edit.setReadOnly(True)
+            self.operator_edit.setToolTip(f"Logged in as {user.label}")
+        self._update_start()
+
     def start_blocker(self) -> str | None:
         """Why Start is disabled now; None when a run can start."""
         if self.state != "idle":
             return None if self.state == "running" else "a run is starting or stopping"
+        refusal = self.user.refusal("Starting a run", TECHNICIAN)
+        if refusal:
+            return refusal
         reason = self.document.run_blocker()
         if reason:
             return reason
@@ -374,7 +497,7 @@ class RunView(QWidget):
         if protocol.assay not in LIVE_PANELS:
             return (
                 f"{protocol.assay} protocols cannot be run from the desktop app in this "
-                "version; thromboelastometry protocols can"
+                f"version; {' and '.join(a.replace('-', ' ') for a in LIVE_PANELS)} protocols can"
             )
         problems = self.station.problems(tuple(protocol.instruments))
         if problems:
@@ -402,7 +525,14 @@ class RunView(QWidget):
         self.abort_button.setEnabled(self.state in ("starting", "running"))
         can_pause = self.state == "running" and self._engine_can_pause()
         self.pause_button.setEnabled(can_pause)
-        self.pause_button.setToolTip("Pause the run" if can_pause else PAUSE_UNAVAILABLE)
+        loop = getattr(self.document.protocol, "assay", None) == "chandler-loop"
+        if self.engine is not None:
+            loop = getattr(self.engine.protocol, "assay", None) == "chandler-loop"
+        self.pause_button.setToolTip(
+            "Pause the run"
+            if can_pause
+            else (PAUSE_UNAVAILABLE_LOOP if loop else PAUSE_UNAVAILABLE)
+        )
         for widget in (
             self.protocol_combo,
             self.lot_edit,
@@ -416,12 +546,21 @@ class RunView(QWidget):
         self.faults_edit.setEnabled(idle and self.station.simulated)
 
     def _engine_can_pause(self) -> bool:
+        """An engine with ``pause()`` and an argument-free ``resume()`` (``RunBase.resume``
+        takes a stored run to recover: that is not a pause)."""
         engine = self.engine
-        return (
-            engine is not None
-            and callable(getattr(engine, "pause", None))
-            and callable(getattr(engine, "resume", None))
-        )
+        pause, resume = getattr(engine, "pause", None), getattr(engine, "resume", None)
+        if engine is None or not callable(pause) or not callable(resume):
+            return False
+        try:
+            required = [
+                p
+                for p in inspect.signature(resume).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        except (TypeError, ValueError):
+            return False
+        return not required
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -438,6 +577,7 @@ class RunView(QWidget):
         from gui.models.run_feed import RunFeed
         from instrument.engine import RunEngine, RunOptions
         from instrument.errors import HemocompatError
+        from instrument.loop_engine import LoopRunEngine
 
         protocol = self.document.protocol
         simulated = self.station.simulated
@@ -455,7 +595,11 @@ class RunView(QWidget):
             store = self._store_provider()
             station = self.station.to_station(tuple(protocol.instruments))
             feed = RunFeed()
-            engine = RunEngine(protocol, station, store, options, feed)
+            engine: Any
+            if protocol.assay == "chandler-loop":
+                engine = LoopRunEngine(protocol, station, store, options, feed)
+            else:
+                engine = RunEngine(protocol, station, store, options, feed)
         except (HemocompatError, ValueError, KeyError) as exc:
             self.reason_label.setText(f"Cannot start: {exc}")
             return False
@@ -466,12 +610,16 @@ class RunView(QWidget):
         self.banner.clear_message()
         self.event_log.clear()
         self.results_table.show_parameters([])
+        self._acknowledging.clear()
         self.progress_bar.setValue(0)
         self.status_label.setText("")
         self.status_label.setStyleSheet("")
         self.step_label.setText("Preparing the instruments…")
         panel = self._show_panel(protocol.assay)
         panel.start(engine, protocol)
+        prompts = getattr(panel, "prompts", None)
+        if prompts is not None:
+            self.setup_tabs.setCurrentWidget(prompts)
         mode = f"SIMULATED, speed {self.speed_combo.currentText()}" if simulated else "measured"
         self._log("status", f"starting {protocol.id} v{protocol.version} ({mode})")
         self._set_state("starting")
@@ -519,6 +667,32 @@ class RunView(QWidget):
             engine.resume()
             self.pause_button.setText("Pause")
 
+    # -- prompts --------------------------------------------------------------------------------
+    def _acknowledge_prompt(self, prompt_id: int) -> None:
+        """Done clicked: the engine records the acknowledgement (store writes) on a worker."""
+        engine = self.engine
+        prompts = getattr(self.live_panel, "prompts", None)
+        if engine is None or prompts is None or not callable(getattr(engine, "acknowledge", None)):
+            return
+        operator = self.operator_edit.text().strip() or None
+        self._acknowledging.add(prompt_id)
+
+        def work() -> float:
+            t_s = float(engine.device_time_s())
+            engine.acknowledge(prompt_id, by=operator)
+            return t_s
+
+        def done(t_s: float) -> None:
+            self._acknowledging.discard(prompt_id)
+            prompts.mark_done(prompt_id, t_s, operator or "operator")
+
+        def failed(exc: BaseException) -> None:
+            self._acknowledging.discard(prompt_id)
+            prompts.mark_failed(prompt_id, str(exc))
+            self._log("warning", f"prompt {prompt_id} could not be recorded as done: {exc}")
+
+        self.tasks.submit(f"ack-{prompt_id}", work, done, failed)
+
     @property
     def running(self) -> bool:
         return self.state != "idle"
@@ -534,10 +708,15 @@ class RunView(QWidget):
             self._on_event(event.kind, event.message, event.channel, event.wall_time)
         if state.dropped_events:
             self._log("warning", f"{state.dropped_events} events not shown (all are stored)")
+        panel = self.live_panel
         for prompt in state.prompts:
             self._log("prompt", str(getattr(prompt, "message", prompt)))
-        if self.live_panel is not None:
-            self.live_panel.refresh()
+            if panel is not None and hasattr(panel, "on_prompt"):
+                panel.on_prompt(prompt)
+        if panel is not None:
+            if hasattr(panel, "show_state"):
+                panel.show_state(state)
+            panel.refresh()
         self._show_progress(state)
         self._frames += 1
         if self._frames % HEALTH_EVERY_FRAMES == 1:
@@ -587,6 +766,9 @@ class RunView(QWidget):
         temperature = getattr(engine, "cup_temperature_c", None)
         if temperature is not None:
             parts.append(f"cups {temperature:.2f} °C")
+        bath = getattr(engine, "bath_temperature_c", None)
+        if bath is not None:
+            parts.append(f"bath {bath:.2f} °C")
         return "   ".join(parts) or "connecting…", bool(engine.simulated)
 
     def _emit_health(self) -> None:
@@ -660,13 +842,16 @@ class RunView(QWidget):
             self.step_label.setText("Finished: parameters computed and stored.")
         else:
             self.step_label.setText(f"Ended: {outcome.status}.")
-        self.results_table.show_parameters(
-            [
-                ChannelParameters(c.channel, c.label, dict(c.parameters), dict(c.notes))
-                for c in outcome.channels
-                if c.parameters
-            ]
-        )
+        if getattr(self.live_panel, "results_widget", None) is None:
+            self.results_table.show_parameters(
+                [
+                    ChannelParameters(c.channel, c.label, dict(c.parameters), dict(c.notes))
+                    for c in outcome.channels
+                    if c.parameters
+                ]
+            )
+        else:
+            self._fit_results_width()
         self._set_state("idle")
         self.badge.setVisible(self.station.simulated)
         self.run_finished.emit(int(outcome.run_id), str(outcome.status))

@@ -71,48 +71,91 @@ def new_version(
         raise ComplianceError(
             f"{target} already exists; a new version goes into a new file (choose --out PATH)"
         )
-    digest = sha256_text(new_text)
-    actor = current_actor()
     with store.engine.begin() as conn:
-        taken = conn.execute(
-            sa.select(protocol_versions.c.sha256, protocol_versions.c.path).where(
-                protocol_versions.c.kind == kind,
-                protocol_versions.c.protocol_id == protocol_id,
-                protocol_versions.c.version == new_number,
-            )
-        ).first()
-        if taken is not None:
-            raise ComplianceError(
-                f"{kind} {protocol_id} version {new_number} is already recorded ({taken[1]}, "
-                f"sha256 {taken[0][:12]}…); start from the latest version"
-            )
-        conn.execute(
-            protocol_versions.insert().values(
-                kind=kind,
-                protocol_id=protocol_id,
-                version=new_number,
-                path=str(target),
-                sha256=digest,
-                text=new_text,
-                derived_from_sha256=sha256_text(text),
-                reason=reason,
-                created_by=actor.name if actor else os_login(),
-                created_at=utcnow(),
-            )
-        )
-        record(
-            conn,
-            f"{kind}.new-version",
-            kind,
-            protocol_id,
-            old={"version": version, "path": str(path), "sha256": sha256_text(text)},
-            new={"version": new_number, "path": str(target), "sha256": digest},
-            reason=reason or None,
-        )
+        digest = _insert(conn, kind, protocol_id, new_number, target, new_text, text, path, reason)
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("x", encoding="utf-8", newline="") as fh:
             fh.write(new_text)
     return NewVersion(kind, protocol_id, new_number, target, digest, sha256_text(text))
+
+
+def record_saved_version(
+    store: Store, target: Path, *, previous_text: str, previous_path: str, reason: str = ""
+) -> NewVersion:
+    """Record a new version that an editor has already written to ``target`` (the app)."""
+    try:
+        new_text = target.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ComplianceError(f"{target}: cannot read it ({exc.strerror or exc})") from None
+    kind, protocol_id, number = _load(new_text, str(target))
+    with store.engine.begin() as conn:
+        digest = _insert(
+            conn, kind, protocol_id, number, target, new_text, previous_text, previous_path, reason
+        )
+    return NewVersion(kind, protocol_id, number, target, digest, sha256_text(previous_text))
+
+
+def _insert(
+    conn: sa.Connection,
+    kind: str,
+    protocol_id: str,
+    number: int,
+    target: Path,
+    new_text: str,
+    old_text: str,
+    old_path: Path | str,
+    reason: str,
+) -> str:
+    """Record version ``number`` (refused if already recorded) and audit it; its SHA-256."""
+    taken = conn.execute(
+        sa.select(protocol_versions.c.sha256, protocol_versions.c.path).where(
+            protocol_versions.c.kind == kind,
+            protocol_versions.c.protocol_id == protocol_id,
+            protocol_versions.c.version == number,
+        )
+    ).first()
+    if taken is not None:
+        raise ComplianceError(
+            f"{kind} {protocol_id} version {number} is already recorded ({taken[1]}, "
+            f"sha256 {taken[0][:12]}…); start from the latest version"
+        )
+    digest = sha256_text(new_text)
+    actor = current_actor()
+    conn.execute(
+        protocol_versions.insert().values(
+            kind=kind,
+            protocol_id=protocol_id,
+            version=number,
+            path=str(target),
+            sha256=digest,
+            text=new_text,
+            derived_from_sha256=sha256_text(old_text),
+            reason=reason,
+            created_by=actor.name if actor else os_login(),
+            created_at=utcnow(),
+        )
+    )
+    old_version = _version_of(old_text, str(old_path))
+    record(
+        conn,
+        f"{kind}.new-version",
+        kind,
+        protocol_id,
+        old={"version": old_version, "path": str(old_path), "sha256": sha256_text(old_text)},
+        new={"version": number, "path": str(target), "sha256": digest},
+        reason=reason or None,
+    )
+    return digest
+
+
+def _version_of(text: str, source: str) -> int | None:
+    """The version of earlier text, or None if it was not a valid file (fixed in the editor)."""
+    from protocols import ProtocolValidationError
+
+    try:
+        return _load(text, source)[2]
+    except ProtocolValidationError:
+        return None
 
 
 def recorded_versions(store: Store, protocol_id: str | None = None) -> list[dict[str, object]]:

@@ -110,11 +110,24 @@ def test_unsaved_valid_changes_must_be_saved_as_a_new_version_before_a_run(
 def test_other_assays_open_but_cannot_be_run_here(window: Any) -> None:
     run = window.run_view
     window.station.set_simulated(True)
-    assert run.select_protocol("chandler-loop-60min.yaml")
+    assert run.select_protocol("tat-elisa.yaml")
     assert not run.start_button.isEnabled()
-    assert "chandler-loop protocols cannot be run" in run.reason_label.text()
+    assert "elisa protocols cannot be run" in run.reason_label.text()
+    assert "chandler loop protocols can" in run.reason_label.text()
     assert window.protocols_view.plan_table.rowCount() == 0
     assert "No step preview" in window.protocols_view.duration_label.text()
+
+
+def test_loop_protocols_can_be_run_and_dry_run(window: Any) -> None:
+    run = window.run_view
+    window.station.set_simulated(True)
+    assert run.select_protocol("chandler-loop-60min.yaml")
+    assert run.start_button.isEnabled(), run.reason_label.text()
+    table = window.protocols_view.plan_table
+    steps = [table.item(row, 1).text() for row in range(table.rowCount())]
+    assert steps[0].startswith("Connect to the water bath")
+    assert any(s.startswith("Operator fills and mounts the loops") for s in steps)
+    assert steps[-1].startswith("Compute loop clotting times")
 
 
 def test_dry_run_preview_lists_the_steps_and_the_duration(window: Any) -> None:

@@ -59,3 +59,18 @@ def test_a_lot_outside_its_products_trend_is_flagged(tmp_path: Path) -> None:
     assert [r.lot_id for r in only_b.rows] == ["OTHER-1"]
     png = comparison_png(store, comparison, tmp_path / "cmp.png")
     assert png.stat().st_size > 5000
+
+
+def test_trend_limits_are_the_other_lots_mean_and_sd(tmp_path: Path) -> None:
+    from instrument.compare import MIN_REFERENCE_LOTS, trend_limits
+
+    store = Store(tmp_path / "lots.db")
+    for i, cd142 in enumerate([30, 32, 29, 75]):
+        _assessed_lot(store, f"UC-{i}", cd142, 15, "ProductA")
+    rows = compare_lots(store).rows
+    limits = trend_limits(rows, "cd142_pct")
+    assert MIN_REFERENCE_LOTS == 3
+    mean, sd = limits["UC-3"]
+    assert mean == 30.333333333333332 and abs(sd - 1.5275252316519465) < 1e-12
+    assert set(limits) == {"UC-0", "UC-1", "UC-2", "UC-3"}
+    assert trend_limits(rows[:3], "cd142_pct") == {}  # 2 other lots each: too few
