@@ -13,6 +13,7 @@ finishes the run; the cycle checks that every generated frame is then stored exa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -71,7 +72,7 @@ def _max_t_ms(db: Path) -> int:
     if not db.exists():
         return -1
     try:
-        with sqlite3.connect(db, timeout=5) as conn:
+        with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
             row = conn.execute("SELECT max(t_ms) FROM samples").fetchone()
     except sqlite3.OperationalError:
         return -1

@@ -1,8 +1,10 @@
 """Fuzz every frame, reply and file parser: at least 100 000 inputs each, counting escapes.
 
 An *escape* is an exception other than the parser's documented error type (``FrameError``
-for instrument frames, ``ReplyFormatError`` for bath and plate-reader replies,
-``ProtocolValidationError`` for protocol and method files), or a result of the wrong type.
+for instrument and ASTM frames, ``RecordError`` for ASTM records, ``ReplyFormatError`` for
+bath and plate-reader replies, ``PlateFormatError`` for plate CSV exports, ``FcsImportError``
+for FCS files, ``ProtocolValidationError`` for protocol and method files), or a result of
+the wrong type.
 Inputs are valid frames, replies and files mutated by a seeded random byte mutator (flip,
 insert, delete, duplicate, splice, truncate, interesting tokens; for framed lines the
 checksum is often recomputed so that the field decoding is reached, not just the checksum
@@ -17,6 +19,7 @@ import multiprocessing
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,10 +167,92 @@ def _file(parser: Callable[[str, str], object]) -> Callable[[bytes], object]:
     return parse
 
 
+def _quiet(parse: Callable[[bytes], object]) -> Callable[[bytes], object]:
+    """A parser whose library warns about damaged input (the result or error says it)."""
+
+    def quiet(data: bytes) -> object:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return parse(data)
+
+    return quiet
+
+
+def _astm_transfer(data: bytes) -> object:
+    """What the analyzer link does with received bytes: cut them into frames, check each,
+    join the accepted ones into records, decode those and group them into messages."""
+    from drivers.wire import astm
+
+    tokens, _rest = astm.split_stream(data)
+    assembler = astm.FrameAssembler()
+    texts: list[str] = []
+    for token in tokens:
+        if len(token) == 1:
+            continue  # ENQ, ACK, NAK, EOT
+        try:
+            frame = astm.parse_frame(token)
+        except astm.FrameError:
+            continue  # NAKed and sent again by a real analyzer
+        texts += assembler.add(frame)
+    return astm.group_messages(astm.decode_message(texts))
+
+
+def _astm_texts() -> list[str]:
+    """The records of one analyzer message (H, P, O, R per analyte, L)."""
+    from datetime import UTC, datetime
+
+    from simulators.hematology import cbc_message, default_results
+
+    return cbc_message(default_results(1)[0], "M-1", datetime(2024, 6, 1, tzinfo=UTC))
+
+
+def _astm_seeds() -> tuple[bytes, ...]:
+    from drivers.wire import astm
+
+    texts = _astm_texts()
+    frames = astm.frames_for_records(texts)
+    return (
+        astm.ENQ + b"".join(frames) + astm.EOT,
+        b"".join(frames[:3]),
+        b"".join(astm.frames_for_records(texts, max_text=40)),
+    )
+
+
+def _fcs_seed() -> bytes:
+    import io
+
+    import flowio  # type: ignore[import-untyped]
+
+    events = [float((i * 37) % 1000) for i in range(4 * 64)]
+    out = io.BytesIO()
+    flowio.create_fcs(
+        out,
+        events,
+        ["FSC-A", "SSC-A", "FITC-A", "PE-A"],
+        opt_channel_names=["", "", "CD90 FITC", "CD142 PE"],
+    )
+    return out.getvalue()
+
+
+def _plate_grid(nm: int, sep: str = ",", decimal: str = ".") -> str:
+    """One wavelength of a reader's grid CSV export."""
+    header = sep.join(["", *map(str, range(1, 13))])
+    rows = [
+        sep.join([row, *(f"{0.05 + 0.01 * (r * 12 + c):.3f}" for c in range(12))])
+        for r, row in enumerate("ABCDEFGH")
+    ]
+    return "\n".join(["", f"Wavelength: {nm}", header, *rows]).replace(".", decimal) + "\n"
+
+
+_PLATE_CSV = ("Plate 1\n" + _plate_grid(492) + _plate_grid(650)).encode()
+
+
 def targets() -> list[Target]:
     """Every frame, reply and file parser of the project, with valid inputs to start from."""
-    from drivers.wire import julabo, loop8, scpi, sequenced, tem4
+    from drivers.wire import astm, julabo, loop8, scpi, sequenced, tem4
     from drivers.wire.framing import FrameError, encode_frame, parse_frame
+    from instrument.analysis.plate import PlateFormatError, parse_plate_csv
+    from instrument.fcs_import import FcsImportError, parse_fcs
     from protocols import (
         MethodValidationError,
         ProtocolValidationError,
@@ -209,6 +294,7 @@ def targets() -> list[Target]:
     plate = scpi.format_plate([0.05 + 0.01 * i for i in range(96)]).encode()
     protocol_texts = tuple(p.read_bytes() for p in bundled_protocols())
     method_texts = tuple(p.read_bytes() for p in bundled_methods())
+    astm_seeds = _astm_seeds()
     return [
         Target(
             "framing.parse_frame",
@@ -302,6 +388,36 @@ def targets() -> list[Target]:
             _text(scpi.parse_program_message, "replace"),
             (),
             (b"*IDN?", b"CONF:WAV 492,650;:INIT;*OPC?", b'SYST:ERR?;:DISP:TEXT "a;b"'),
+        ),
+        Target("astm.split_stream", astm.split_stream, (), astm_seeds),
+        Target(
+            "astm.parse_frame",
+            astm.parse_frame,
+            (astm.FrameError,),
+            tuple(t for s in astm_seeds for t in astm.split_stream(s)[0] if len(t) > 1),
+        ),
+        Target(
+            "astm.decode_message",
+            lambda data: astm.group_messages(
+                astm.decode_message(data.decode(astm.ENCODING).split("\r"))
+            ),
+            (astm.RecordError,),
+            ("\r".join(_astm_texts()).encode(astm.ENCODING),),
+        ),
+        Target("astm.transfer", _astm_transfer, (astm.RecordError,), astm_seeds),
+        Target(
+            "plate.parse_plate_csv",
+            lambda data: parse_plate_csv(data.decode("utf-8", "replace"), "fuzz.csv"),
+            (PlateFormatError,),
+            (_PLATE_CSV, _plate_grid(450, ";", ",").encode()),
+            slow=True,
+        ),
+        Target(
+            "fcs.parse_fcs",
+            _quiet(lambda data: parse_fcs(data, "fuzz.fcs")),
+            (FcsImportError,),
+            (_fcs_seed(),),
+            slow=True,
         ),
         Target(
             "protocols.parse_protocol",

@@ -2,7 +2,12 @@
 
 Benchmarks are the modules ``bench/bench_*.py`` plus ``bench/fuzz.py`` and ``bench/soak.py``;
 each has ``main()`` returning ``{figure: value}``. The desktop-app benchmark runs offscreen.
-``python bench/run_all.py [NAME ...]`` runs only the named ones (e.g. ``fuzz soak``).
+``python bench/run_all.py [--full] [NAME ...]`` runs only the named ones (e.g. ``fuzz soak``).
+
+The fuzzer (100 000 inputs per parser) and the soak (8 device hours of 12 channels at 100 Hz)
+take tens of minutes at their defaults, so without ``--full`` they run a shorter version here
+(see ``QUICK``) and the table marks their rows ``[quick]``; ``python bench/fuzz.py`` and
+``python bench/soak.py`` print the full figures.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 #: Run last: the long ones.
 LAST = ["fuzz", "soak"]
+#: Arguments of the shorter runs of the long benchmarks (without --full).
+QUICK = {"fuzz": ["--examples", "10000"], "soak": ["--hours", "0.5"]}
 
 
 def benchmarks() -> list[str]:
@@ -29,7 +36,9 @@ def benchmarks() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    wanted = argv if argv is not None else sys.argv[1:]
+    wanted = list(argv if argv is not None else sys.argv[1:])
+    full = "--full" in wanted
+    wanted = [w for w in wanted if w != "--full"]
     names = [n for n in benchmarks() if not wanted or n in wanted]
     rows: list[tuple[str, str, float]] = []
     failed: list[str] = []
@@ -37,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             module = importlib.import_module(f"bench.{name}")
-            figures = module.main()
+            quick = None if full else QUICK.get(name)
+            figures = module.main(quick) if quick is not None else module.main()
         except (Exception, SystemExit) as exc:
             traceback.print_exc()
             print(f"[bench.{name} FAILED after {time.perf_counter() - start:.1f} s: {exc}]")
@@ -45,12 +55,20 @@ def main(argv: list[str] | None = None) -> int:
             continue
         elapsed = time.perf_counter() - start
         print(f"[bench.{name} done in {elapsed:.1f} s]", flush=True)
-        rows += [(name, key, float(value)) for key, value in figures.items()]
-        rows.append((name, "benchmark wall time (s)", elapsed))
+        label = name if full or name not in QUICK else f"{name} [quick]"
+        rows += [(label, key, float(value)) for key, value in figures.items()]
+        rows.append((label, "benchmark wall time (s)", elapsed))
     print()
     print(f"{'benchmark':<18} {'figure':<52} {'value':>16}")
     for bench, key, value in rows:
         print(f"{bench:<18} {key:<52} {value:>16,.2f}")
+    quick_run = [n for n in names if n in QUICK and not full]
+    if quick_run:
+        print(
+            f"[quick] {', '.join(quick_run)} ran shortened "
+            f"({'; '.join(f'{n} ' + ' '.join(QUICK[n]) for n in quick_run)}); "
+            "full figures: python bench/fuzz.py, python bench/soak.py, or run_all.py --full"
+        )
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

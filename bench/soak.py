@@ -188,13 +188,17 @@ def soak(hours: float, instruments: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hemocompat-soak-") as tmp:
         protocol_file = Path(tmp) / "soak.yaml"
         protocol_file.write_text(PROTOCOL)
+        db = str(Path(tmp) / "soak.db")
+        from instrument.storage import Store
+
+        Store(db).close()  # the schema exists before the engines start: they time acquisition
         sims = [_start_simulator(protocol_file, seed) for seed in range(instruments)]
         ctx = multiprocessing.get_context("spawn")
         results = ctx.Queue()
         workers = [
             ctx.Process(
                 target=_engine_worker,
-                args=(i, url, str(Path(tmp) / "soak.db"), hours, results),
+                args=(i, url, db, hours, results),
                 name=f"soak-engine-{i}",
             )
             for i, (_proc, url) in enumerate(sims)

@@ -1210,7 +1210,7 @@ def simulate() -> None:
 
 _FAULTS_HELP = (
     "Fault spec, e.g. drop=0.01,corrupt=0.005,stall@30s=2,disconnect@120s "
-    "(docs/robustness.md lists every fault)."
+    "(docs/virtual-lab.md, 'Fault injection', lists every fault)."
 )
 _TCP_PORT_HELP = "TCP port to listen on (0: any free port).  [default: 0]"
 
@@ -1245,14 +1245,17 @@ def simulate_tem4(
     else:
         samples = default_samples(VirtualLab.load())
     plan = _fault_plan(faults)
-    run_standalone(
-        seed=seed,
-        speed=parse_speed(speed),
-        samples=samples,
-        faults=plan,
-        out=console.print,
-        tcp_port=tcp_port,
-    )
+    try:
+        run_standalone(
+            seed=seed,
+            speed=parse_speed(speed),
+            samples=samples,
+            faults=plan,
+            out=console.print,
+            tcp_port=tcp_port,
+        )
+    except ValueError as exc:
+        raise HemocompatError(f"simulate tem4: {exc}") from None
 
 
 @simulate.command("loop8")
@@ -1281,14 +1284,17 @@ def simulate_loop8(
     else:
         samples = default_samples(VirtualLab.load())
     plan = _fault_plan(faults)
-    run_standalone(
-        seed=seed,
-        speed=parse_speed(speed),
-        samples=samples,
-        faults=plan,
-        out=console.print,
-        tcp_port=tcp_port,
-    )
+    try:
+        run_standalone(
+            seed=seed,
+            speed=parse_speed(speed),
+            samples=samples,
+            faults=plan,
+            out=console.print,
+            tcp_port=tcp_port,
+        )
+    except ValueError as exc:
+        raise HemocompatError(f"simulate loop8: {exc}") from None
 
 
 @simulate.command("bath")

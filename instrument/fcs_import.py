@@ -34,6 +34,7 @@ __all__ = [
     "cd142_gate",
     "histogram_png",
     "import_cd142",
+    "parse_fcs",
     "read_fcs",
 ]
 
@@ -93,13 +94,20 @@ class FcsFile:
 
 def read_fcs(path: Path | str) -> FcsFile:
     """Read an FCS file with flowio; any defect raises :class:`FcsImportError` naming it."""
-    import flowio
-
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise FcsImportError(f"cannot read {p}: {exc.strerror or exc}") from None
+    return parse_fcs(raw, p)
+
+
+def parse_fcs(raw: bytes, path: Path | str = "<bytes>") -> FcsFile:
+    """Decode the bytes of an FCS file (``path`` names it in messages and the result); any
+    defect raises :class:`FcsImportError`."""
+    import flowio
+
+    p = Path(path)
     if not raw.startswith(b"FCS"):
         raise FcsImportError(
             f"{p} is not an FCS file (it does not start with 'FCS'); export the sample from the "

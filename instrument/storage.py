@@ -244,17 +244,44 @@ class Store:
             weakref.finalize(self, self.engine.dispose)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            with self.engine.begin() as conn:
-                if self.engine.dialect.name == "postgresql":
-                    # several benches may open a new database at once: migrate one at a time
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249113)"))
-                migrations.upgrade(conn, url=self.url)
+            self._migrate()
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(
                 f"cannot open the results database {self.url}: {exc.__class__.__name__}: "
                 f"{_first_line(exc)}. Check the path/URL and that you may write there "
                 "(choose another with --db PATH)."
             ) from exc
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date, one process at a time: several may open a new
+        database at once (benches, a run and the app). PostgreSQL serialises them with an
+        advisory lock; SQLite with its write lock, taken before anything is read (``BEGIN
+        IMMEDIATE``, since the driver would otherwise run the DDL outside any transaction)."""
+        with self.engine.connect() as conn:
+            if migrations.current(conn) == migrations.head():
+                return  # the usual case: no lock needed
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249113)"))
+                migrations.upgrade(conn, url=self.url)
+            return
+        with self.engine.connect() as conn:
+            dbapi = conn.connection.driver_connection
+            assert dbapi is not None
+            level = dbapi.isolation_level
+            dbapi.isolation_level = None  # no implicit BEGIN/COMMIT: the one below holds
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    migrations.upgrade(conn, url=self.url)
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+            finally:
+                conn.rollback()  # ends the connection's own bookkeeping; nothing is open
+                dbapi.isolation_level = level
 
     def close(self) -> None:
         self.engine.dispose()

@@ -610,8 +610,9 @@ class Abs96Simulator:
     :class:`FaultPlan` or its spec string) adds ``stall@T=S`` (commands wait unanswered for
     S s of wall time, then run: replies arrive late), ``disconnect@T`` (the client is
     dropped), ``error:PREFIX=N`` (matching commands are not executed and error ``N`` is
-    queued) and ``overtemp@T`` (error 202, chamber at 45 °C). ``short_plate`` makes
-    ``FETC:PLAT?`` return 95 values; ``lamp_failure`` makes ``INIT`` fail with error 201.
+    queued), ``overtemp@T`` (error 202, chamber at 45 °C), ``short_plate`` (``FETC:PLAT?``
+    returns 95 values) and ``lamp_failure`` (``INIT`` fails with error 201); the last two are
+    also keyword arguments.
     """
 
     _READ_TIMEOUT_S = 0.005
@@ -629,19 +630,16 @@ class Abs96Simulator:
         if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
         plan = FaultPlan.parse(faults) if isinstance(faults, str) else (faults or FaultPlan())
-        unsupported = [
-            name for name in ("drop", "corrupt", "garbage") if getattr(plan, name) > 0
-        ] + [f.describe() for f in plan.scheduled if f.at_seq is not None]
-        if unsupported:
-            raise ValueError(
-                f"the ABS-96 simulator cannot inject {', '.join(unsupported)}: it sends no "
-                f"data frames or sequence numbers. Use stall@T=S, disconnect@T, "
-                f"error:PREFIX=CODE, overtemp@T (T a device time such as 30s), or the "
-                f"short_plate / lamp_failure options."
-            )
+        plan.require_only(
+            "ABS-96",
+            frozenset({"stall", "disconnect", "error", "overtemp", "short_plate", "lamp_failure"}),
+            "it sends no data frames or sequence numbers. Use stall@T=S, disconnect@T, "
+            "error:PREFIX=CODE, overtemp@T (T a device time such as 30s), short_plate or "
+            "lamp_failure.",
+        )
         self.model = model if model is not None else Abs96Model(default_plate())
-        self.model.short_plate = self.model.short_plate or short_plate
-        self.model.lamp_failure = self.model.lamp_failure or lamp_failure
+        self.model.short_plate = self.model.short_plate or short_plate or plan.short_plate
+        self.model.lamp_failure = self.model.lamp_failure or lamp_failure or plan.lamp_failure
         if plan.over_temperature_at_ms is not None:
             self.model.inject_over_temperature(plan.over_temperature_at_ms / 1000.0)
         self.faults = plan

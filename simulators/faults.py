@@ -14,6 +14,12 @@ Spec syntax (comma-separated parts, whitespace around parts ignored):
 - ``error:PREFIX=CODE`` or ``error:PREFIX=CODExN``: commands starting with PREFIX
   (case-insensitive) are refused with instrument error CODE, every time or the first N times.
 - ``overtemp@T``: at device time T the instrument reports over-temperature.
+- ``short_plate``: a plate reader returns one absorbance too few for every plate it reads.
+- ``lamp_failure``: a plate reader's lamp fails: every ``INIT`` (start of a read) is refused.
+
+Each simulator accepts the parts that make sense for its instrument and refuses the others
+with a ValueError (:meth:`FaultPlan.require_only`): a plate reader sends no sequenced frames,
+a bath reply has no checksum, only a plate reader reads plates.
 
 A trigger T is a device time (``30s``, ``1500ms``, ``2min``) or a data sequence number
 (``seq1234``: when the frame with that seq is sent); ``overtemp`` takes a time only.
@@ -27,11 +33,29 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["ErrorReplyFault", "FaultInjector", "FaultPlan", "ScheduledFault"]
+__all__ = ["FAULT_KINDS", "ErrorReplyFault", "FaultInjector", "FaultPlan", "ScheduledFault"]
+
+#: Every kind of fault a plan can hold, as :meth:`FaultPlan.kinds` names them; ``seq`` stands
+#: for a trigger given as a sequence number.
+FAULT_KINDS = frozenset(
+    {
+        "drop",
+        "corrupt",
+        "garbage",
+        "stall",
+        "disconnect",
+        "seq",
+        "error",
+        "overtemp",
+        "short_plate",
+        "lamp_failure",
+    }
+)
 
 SYNTAX_HELP = (
     "accepted parts: drop=P, corrupt=P, garbage=P (P from 0 to 1), stall@T=SECONDS, "
-    "disconnect@T, error:COMMAND-PREFIX=CODE or =CODExCOUNT, overtemp@T; "
+    "disconnect@T, error:COMMAND-PREFIX=CODE or =CODExCOUNT, overtemp@T, short_plate, "
+    "lamp_failure; "
     "T is a device time such as 30s, 1500ms, 2min, or a sequence number such as seq1234"
 )
 
@@ -77,6 +101,8 @@ class FaultPlan:
     scheduled: tuple[ScheduledFault, ...] = ()
     error_replies: tuple[ErrorReplyFault, ...] = ()
     over_temperature_at_ms: int | None = None
+    short_plate: bool = False
+    lamp_failure: bool = False
 
     def __post_init__(self) -> None:
         for name in ("drop", "corrupt", "garbage"):
@@ -88,6 +114,32 @@ class FaultPlan:
     def is_empty(self) -> bool:
         return self == FaultPlan()
 
+    def kinds(self) -> set[str]:
+        """The kinds of fault in this plan (names from :data:`FAULT_KINDS`)."""
+        kinds = {name for name in ("drop", "corrupt", "garbage") if getattr(self, name) > 0}
+        kinds.update(f.kind for f in self.scheduled)
+        if any(f.at_seq is not None for f in self.scheduled):
+            kinds.add("seq")
+        if self.error_replies:
+            kinds.add("error")
+        if self.over_temperature_at_ms is not None:
+            kinds.add("overtemp")
+        if self.short_plate:
+            kinds.add("short_plate")
+        if self.lamp_failure:
+            kinds.add("lamp_failure")
+        return kinds
+
+    def require_only(self, instrument: str, supported: frozenset[str], hint: str) -> None:
+        """Raise ValueError if the plan holds a fault ``instrument`` cannot inject."""
+        unknown = supported - FAULT_KINDS
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}")
+        extra = sorted(self.kinds() - supported)
+        if extra:
+            shown = ["a seq<N> trigger" if k == "seq" else k for k in extra]
+            raise ValueError(f"the {instrument} simulator cannot inject {', '.join(shown)}: {hint}")
+
     @classmethod
     def parse(cls, spec: str) -> FaultPlan:
         """Parse a CLI fault spec; raise ValueError naming the bad part and the syntax."""
@@ -95,6 +147,7 @@ class FaultPlan:
         scheduled: list[ScheduledFault] = []
         errors: list[ErrorReplyFault] = []
         overtemp: int | None = None
+        switches = {"short_plate": False, "lamp_failure": False}
         text = spec.strip()
         if text.lower() in ("", "none"):
             return cls()
@@ -111,6 +164,8 @@ class FaultPlan:
                 name = name.strip().lower()
                 if name in probs and not at:
                     probs[name] = _probability(value if eq else "")
+                elif name in switches and not at and not eq:
+                    switches[name] = True
                 elif name == "stall" and at:
                     ms, seq = _trigger(when)
                     if not eq:
@@ -136,6 +191,8 @@ class FaultPlan:
             scheduled=tuple(scheduled),
             error_replies=tuple(errors),
             over_temperature_at_ms=overtemp,
+            short_plate=switches["short_plate"],
+            lamp_failure=switches["lamp_failure"],
         )
 
 

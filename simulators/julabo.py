@@ -315,10 +315,11 @@ class BathSimulator:
     """Serves a :class:`BathModel` on a pty and/or TCP port from a thread (SIMULATED bath).
 
     Device time is the model's time at start plus wall time × ``speed``. ``faults`` (a
-    :class:`FaultPlan` or its spec string) adds stalls, disconnects, over-temperature and
-    injected command errors. With ``drop_first_command`` the first command after a client
-    connects is ignored, as a real bath's waking interface does. ``pty=True`` uses a
-    pseudo-terminal where the OS has them and is skipped elsewhere if TCP is served.
+    :class:`FaultPlan` or its spec string) adds lost replies (``drop``), line noise before a
+    reply (``garbage``), stalls, disconnects, over-temperature and injected command errors.
+    With ``drop_first_command`` the first command after a client connects is ignored, as a
+    real bath's waking interface does. ``pty=True`` uses a pseudo-terminal where the OS has
+    them and is skipped elsewhere if TCP is served.
     """
 
     _READ_TIMEOUT_S = 0.005
@@ -342,6 +343,13 @@ class BathSimulator:
             raise ValueError("the simulator needs at least one endpoint: pty=True or tcp=True")
         self.model = model if model is not None else BathModel(seed=seed)
         plan = FaultPlan.parse(faults) if isinstance(faults, str) else (faults or FaultPlan())
+        plan.require_only(
+            "JULABO bath",
+            frozenset({"drop", "garbage", "stall", "disconnect", "error", "overtemp"}),
+            "its replies carry no checksum and no sequence number. Use drop=P (a reply is "
+            "lost), garbage=P (line noise before a reply), stall@T=S, disconnect@T, "
+            "error:PREFIX=CODE or overtemp@T (T a device time such as 30s).",
+        )
         self.faults = plan
         self.speed = speed
         self.drop_first_command = drop_first_command
@@ -472,7 +480,12 @@ class BathSimulator:
         for command in commands:
             reply = self._respond(client, command)
             if reply is not None:
-                client.endpoint.write(wire.encode_reply(reply))
+                # drop=P loses the reply, garbage=P sends a line of noise before it
+                data = self._injector.outgoing(wire.encode_reply(reply))
+                if data:
+                    client.endpoint.write(data)
+                else:
+                    log.info("fault: reply to %r dropped", command)
 
     def _respond(self, client: _Client, command: str) -> str | None:
         if client.wake_pending:

@@ -26,7 +26,7 @@ from drivers.wire.sequenced import (
     encode_reply,
 )
 from simulators.endpoints import EndpointUnavailable, PtyEndpoint, TcpEndpoint
-from simulators.faults import FaultInjector, FaultPlan, ScheduledFault
+from simulators.faults import FAULT_KINDS, FaultInjector, FaultPlan, ScheduledFault
 from simulators.physiology import VirtualLab
 
 __all__ = [
@@ -192,6 +192,11 @@ class StreamingSimulator(Generic[M]):
             raise ValueError("the simulator needs at least one endpoint: pty=True or tcp=True")
         self.lab = lab if lab is not None else VirtualLab.load()
         plan = FaultPlan.parse(faults) if isinstance(faults, str) else (faults or FaultPlan())
+        plan.require_only(
+            self.INSTRUMENT,
+            FAULT_KINDS - {"short_plate", "lamp_failure"},
+            "only a plate reader reads plates",
+        )
         self.faults = plan
         self.speed = speed
         self.seed = seed

@@ -105,6 +105,20 @@ def test_short_plate_fault(kit: ElisaKit) -> None:
     assert "95 absorbances came at 492 nm, expected 96" in str(info.value)
 
 
+def test_reader_faults_from_the_spec(kit: ElisaKit) -> None:
+    """``short_plate`` and ``lamp_failure`` are selectable from a fault spec (``--faults``)."""
+    model = Abs96Model(STANDARDS, kit=kit)
+    with Abs96Simulator(model, speed=100, faults="short_plate") as sim, connect(sim) as reader:
+        with pytest.raises(PlateDataError) as short:
+            reader.read_plate()
+        assert short.value.count == 95
+    model = Abs96Model(STANDARDS, kit=kit)
+    with Abs96Simulator(model, speed=100, faults="lamp_failure") as sim, connect(sim) as reader:
+        with pytest.raises(ReaderError) as lamp:
+            reader.read_plate()
+        assert (lamp.value.code, lamp.value.command) == (201, "INIT")
+
+
 def test_lamp_failure_fault(kit: ElisaKit) -> None:
     model = Abs96Model(STANDARDS, kit=kit)
     with Abs96Simulator(model, speed=100, lamp_failure=True) as sim, connect(sim) as reader:

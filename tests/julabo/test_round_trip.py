@@ -114,6 +114,39 @@ def test_over_temperature_fault_raises_bath_alarm() -> None:
         assert not bath.running()
 
 
+def test_lost_replies_time_out_and_line_noise_is_skipped() -> None:
+    with (
+        BathSimulator(faults="drop=1", pty=False, drop_first_command=False) as sim,
+        _bath_on(sim.url, reply_timeout=0.1, wake_retries=0) as bath,
+        pytest.raises(BathTimeout),
+    ):
+        bath.temperature()
+    with BathSimulator(
+        BathModel(running=True), faults="garbage=1", pty=False, drop_first_command=False
+    ) as sim:
+        with _bath_on(sim.url) as bath:
+            # every reply comes after a line of random bytes; the driver takes the reply
+            assert bath.setpoint() == 37.0
+            assert 15.0 < bath.temperature() < 40.0
+            assert bath.running()
+        raw = SerialTransport(sim.url, name="raw")  # what the line carries
+        try:
+            raw.write(b"IN_SP_00")
+            lines: list[bytes] = []
+            deadline = time.monotonic() + 2
+            while len(lines) < 2 and time.monotonic() < deadline:
+                lines += raw.read_lines(0.1)
+        finally:
+            raw.close()
+        assert len(lines) == 2 and lines[1] == b"37.00" and lines[0] != b"37.00"
+
+
+@pytest.mark.parametrize("faults", ["corrupt=0.1", "stall@seq5=1", "short_plate", "lamp_failure"])
+def test_bath_refuses_faults_it_cannot_have(faults: str) -> None:
+    with pytest.raises(ValueError, match="JULABO bath simulator cannot inject"):
+        BathSimulator(faults=faults, pty=False)
+
+
 def test_injected_command_error_shows_in_status() -> None:
     with (
         BathSimulator(faults="error:OUT_SP_00=10", pty=False, drop_first_command=False) as sim,

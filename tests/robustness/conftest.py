@@ -17,6 +17,18 @@ def _open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
+def _describe_fds(fds: set[str]) -> list[str]:
+    """``fd -> target`` (socket, pipe, file) for a readable failure message."""
+    described = []
+    for fd in sorted(fds, key=int):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            target = "?"
+        described.append(f"{fd} -> {target}")
+    return described
+
+
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Fail a test that leaves a thread running or a file descriptor (pty, socket) open."""
@@ -31,4 +43,4 @@ def no_leaks() -> Iterator[None]:
             return
         time.sleep(0.02)
     assert not extra_threads, f"test left threads running: {extra_threads}"
-    assert not extra_fds, f"test left file descriptors open: {sorted(extra_fds)}"
+    assert not extra_fds, f"test left file descriptors open: {_describe_fds(extra_fds)}"

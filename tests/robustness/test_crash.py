@@ -8,6 +8,7 @@ generated, and can be reattached.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -59,7 +60,9 @@ def instrument(tmp_path: Path) -> Iterator[tuple[Tem4Simulator, Path, Path]]:
 def _stored_max_t_ms(db: Path) -> int:
     if not db.exists():
         return -1
-    with sqlite3.connect(db, timeout=5) as conn:
+    # closing(): a sqlite3 connection's context manager only ends the transaction, and the
+    # connection (part of a reference cycle) would stay open until the next garbage collection
+    with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
         try:
             row = conn.execute("SELECT max(t_ms) FROM samples").fetchone()
         except sqlite3.OperationalError:  # tables not created yet

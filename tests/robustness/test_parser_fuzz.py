@@ -34,6 +34,8 @@ def test_every_wire_and_file_parser_is_covered() -> None:
     names = set(TARGETS)
     assert {"tem4.parse_line", "loop8.parse_line", "framing.parse_frame"} <= names
     assert {"protocols.parse_protocol", "protocols.parse_method"} <= names
+    assert {"astm.parse_frame", "astm.decode_message", "astm.transfer"} <= names
+    assert {"scpi.parse_plate", "plate.parse_plate_csv", "fcs.parse_fcs"} <= names
     for module, prefix in ((julabo, "julabo"), (scpi, "scpi")):
         parsers = {n for n in module.__all__ if n.startswith(("parse_", "split_"))}
         assert {f"{prefix}.{n}" for n in parsers} <= names

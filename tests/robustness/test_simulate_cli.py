@@ -1,5 +1,5 @@
-"""`hemocompat simulate tem4|loop8|bath|abs96` serve a simulated instrument until Ctrl+C,
-with fault injection from --faults."""
+"""`hemocompat simulate tem4|loop8|bath|abs96|hematology` serve a simulated instrument until
+Ctrl+C, with fault injection from --faults."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {
     "tem4": ["--speed", "10", "--faults", "corrupt=0.01,disconnect@60s"],
     "loop8": ["--speed", "10", "--faults", "drop=0.01,stall@seq100=0.5"],
-    "bath": ["--speed", "10", "--prewarmed", "--faults", "stall@30s=1"],
-    "abs96": ["--speed", "10", "--faults", "disconnect@60s"],
+    "bath": ["--speed", "10", "--prewarmed", "--faults", "garbage=0.1,overtemp@600s"],
+    "abs96": ["--speed", "10", "--faults", "short_plate,error:CONF=5x1"],
+    "hematology": ["--samples", "2", "--faults", "corrupt@1,contention@1,busy@2,noack@3"],
 }
 
 
@@ -67,6 +68,8 @@ def test_every_instrument_can_be_simulated_standalone_with_faults() -> None:
             with driver_type(SerialTransport(f"socket://127.0.0.1:{match.group(1)}")) as driver:
                 assert "SIM" in driver.identify().serial
         assert port["bath"] is not None and "circulating at 37.00" in banners["bath"]
+        assert "short_plate=True" in banners["abs96"]
+        assert "contention" in banners["hematology"] and port["hematology"] is not None
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -80,8 +83,25 @@ def test_every_instrument_can_be_simulated_standalone_with_faults() -> None:
         assert "Stopping the" in out
 
 
-@pytest.mark.parametrize("name", ["loop8", "bath", "abs96", "tem4"])
+@pytest.mark.parametrize("name", ["loop8", "bath", "abs96", "tem4", "hematology"])
 def test_a_bad_fault_spec_is_a_clear_error(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", name, "--faults", "explode@3s"]) == 2
     err = capsys.readouterr().err
-    assert "--faults" in err and "explode@3s" in err and "Traceback" not in err
+    assert "explode@3s" in err and "bad fault spec part" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "spec"),
+    [
+        ("tem4", "short_plate"),
+        ("loop8", "lamp_failure"),
+        ("bath", "corrupt=0.1"),
+        ("abs96", "drop=0.1"),
+    ],
+)
+def test_a_fault_the_instrument_cannot_have_is_a_clear_error(
+    name: str, spec: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", name, "--faults", spec, "--speed", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "simulator cannot inject" in err and "Traceback" not in err

@@ -66,6 +66,35 @@ def test_a_bad_spec_names_the_part_and_the_syntax(spec: str, bad_part: str) -> N
     assert "accepted parts: drop=P" in message and "seq1234" in message
 
 
+def test_plate_reader_switches_and_the_kinds_of_a_plan() -> None:
+    plan = FaultPlan.parse("short_plate, lamp_failure,stall@seq9=1,error:INIT=5")
+    assert plan.short_plate and plan.lamp_failure
+    assert plan.kinds() == {"short_plate", "lamp_failure", "stall", "seq", "error"}
+    assert FaultPlan.parse("drop=0.1,overtemp@1s").kinds() == {"drop", "overtemp"}
+    for bad in ("short_plate=1", "lamp_failure@3s"):
+        with pytest.raises(ValueError, match="bad fault spec part"):
+            FaultPlan.parse(bad)
+
+
+def test_require_only_names_what_an_instrument_cannot_do() -> None:
+    plan = FaultPlan.parse("drop=0.1,disconnect@seq3,short_plate")
+    plan.require_only("X", frozenset({"drop", "disconnect", "seq", "short_plate"}), "")
+    with pytest.raises(ValueError) as info:
+        plan.require_only("TEM-4", frozenset({"drop", "disconnect"}), "see the docs")
+    assert str(info.value) == (
+        "the TEM-4 simulator cannot inject a seq<N> trigger, short_plate: see the docs"
+    )
+
+
+def test_streaming_simulators_refuse_plate_reader_faults() -> None:
+    from simulators.loop8 import Loop8Simulator
+    from simulators.tem4 import Tem4Simulator
+
+    for sim_type in (Tem4Simulator, Loop8Simulator):
+        with pytest.raises(ValueError, match="cannot inject short_plate"):
+            sim_type({}, faults="short_plate", pty=False)
+
+
 def test_probabilities_are_checked_when_built_directly() -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         FaultPlan(corrupt=1.5)
