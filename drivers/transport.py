@@ -91,6 +91,28 @@ def available_serial_ports() -> list[str]:
     return sorted(p.device for p in list_ports.comports())
 
 
+def available_visa_resources(query: str = "?*::INSTR", backend: str = "@py") -> list[str]:
+    """VISA resources the backend finds, sorted (pyvisa-py: serial ports, USB-TMC, VXI-11
+    instruments on the local network, which takes about a second). Raw-socket instruments
+    (``TCPIP::host::port::SOCKET``) announce nothing: type their address."""
+    import warnings
+
+    import pyvisa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyvisa-py names optional discovery packages
+        try:
+            manager = pyvisa.ResourceManager(backend)
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot start the VISA library {backend!r}: {exc}") from None
+        try:
+            return sorted(manager.list_resources(query))
+        except (pyvisa.Error, OSError, ValueError) as exc:
+            raise TransportError(f"listing VISA resources failed: {exc}") from None
+        finally:
+            manager.close()
+
+
 def _ports_hint() -> str:
     ports = available_serial_ports()
     if not ports:

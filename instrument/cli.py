@@ -1224,6 +1224,30 @@ def _fault_plan(faults: str | None) -> Any:
         raise HemocompatError(f"--faults: {exc}") from None
 
 
+def _serve_streaming(
+    name: str,
+    run_standalone: Any,
+    samples: Any,
+    seed: int,
+    speed: str,
+    faults: str | None,
+    tcp_port: int,
+) -> None:
+    """Serve a streaming simulator (TEM-4, LOOP-8) until Ctrl+C."""
+    plan = _fault_plan(faults)
+    try:
+        run_standalone(
+            seed=seed,
+            speed=parse_speed(speed),
+            samples=samples,
+            faults=plan,
+            out=console.print,
+            tcp_port=tcp_port,
+        )
+    except ValueError as exc:
+        raise HemocompatError(f"simulate {name}: {exc}") from None
+
+
 @simulate.command("tem4")
 @click.option("--speed", default="1", help="Speed factor, or max.  [default: 1]")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -1244,18 +1268,7 @@ def simulate_tem4(
         samples = tem_samples(_require_runnable(load_protocol(protocol_file)).resolved_channels())
     else:
         samples = default_samples(VirtualLab.load())
-    plan = _fault_plan(faults)
-    try:
-        run_standalone(
-            seed=seed,
-            speed=parse_speed(speed),
-            samples=samples,
-            faults=plan,
-            out=console.print,
-            tcp_port=tcp_port,
-        )
-    except ValueError as exc:
-        raise HemocompatError(f"simulate tem4: {exc}") from None
+    _serve_streaming("tem4", run_standalone, samples, seed, speed, faults, tcp_port)
 
 
 @simulate.command("loop8")
@@ -1283,18 +1296,7 @@ def simulate_loop8(
         samples = loop_samples(protocol, protocol.resolved_channels())
     else:
         samples = default_samples(VirtualLab.load())
-    plan = _fault_plan(faults)
-    try:
-        run_standalone(
-            seed=seed,
-            speed=parse_speed(speed),
-            samples=samples,
-            faults=plan,
-            out=console.print,
-            tcp_port=tcp_port,
-        )
-    except ValueError as exc:
-        raise HemocompatError(f"simulate loop8: {exc}") from None
+    _serve_streaming("loop8", run_standalone, samples, seed, speed, faults, tcp_port)
 
 
 @simulate.command("bath")
@@ -1645,20 +1647,19 @@ def db() -> None:
     """The results database: schema revision and migrations (SQLite or PostgreSQL)."""
 
 
-@db.command("status")
-@click.option("--db", "db_arg", default=None, help="Database file or SQLAlchemy URL.")
-def db_status(db_arg: str | None) -> None:
-    """Show the database's schema revision and whether it is the newest."""
+def _schema_revision(url: str) -> str | None:
+    """The schema revision of the database at ``url`` (None: no schema yet)."""
     import sqlalchemy as sa
 
     from instrument import migrations
-    from instrument.storage import db_url
 
-    url = db_url(db_arg)
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None  # not created here by looking
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            revision = migrations.current(conn)
+            return migrations.current(conn)
     except sa.exc.SQLAlchemyError as exc:
         raise HemocompatError(
             f"cannot read the database {url}: {exc.__class__.__name__}: "
@@ -1667,33 +1668,31 @@ def db_status(db_arg: str | None) -> None:
         ) from exc
     finally:
         engine.dispose()
+
+
+@db.command("status")
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def db_status(db: str | None) -> None:
+    """Show the database's schema revision and whether it is the newest."""
+    from instrument import migrations
+    from instrument.storage import db_url
+
+    url = db_url(db)
+    revision = _schema_revision(url)
     head = migrations.head()
     state = "up to date" if revision == head else f"needs `hemocompat db upgrade` (to {head})"
     console.print(f"{url}: schema revision {revision or 'none'} — {state}", markup=False)
 
 
 @db.command("upgrade")
-@click.option("--db", "db_arg", default=None, help="Database file or SQLAlchemy URL.")
-def db_upgrade(db_arg: str | None) -> None:
+@click.option("--db", default=None, help="Database file or SQLAlchemy URL.")
+def db_upgrade(db: str | None) -> None:
     """Migrate the database to the newest schema (opening it from the program does the same)."""
-    import sqlalchemy as sa
-
     from instrument import migrations
     from instrument.storage import Store, db_url
 
-    url = db_url(db_arg)
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            before = migrations.current(conn)
-    except sa.exc.SQLAlchemyError as exc:
-        raise HemocompatError(
-            f"cannot read the database {url}: {exc.__class__.__name__}: "
-            f"{str(exc).strip().splitlines()[0]}. Check the path or URL and that the server "
-            "is running."
-        ) from exc
-    finally:
-        engine.dispose()
+    url = db_url(db)
+    before = _schema_revision(url)
     Store(url).close()
     console.print(f"{url}: schema revision {before or 'none'} → {migrations.head()}", markup=False)
 
@@ -1701,10 +1700,15 @@ def db_upgrade(db_arg: str | None) -> None:
 @cli.command()
 def ports() -> None:
     """List serial ports and VISA resources on this machine."""
-    from drivers.transport import available_serial_ports
+    from drivers.transport import available_serial_ports, available_visa_resources
 
     found = available_serial_ports()
     console.print("serial ports: " + (", ".join(found) if found else "none found"))
+    visa = available_visa_resources()
+    console.print("VISA resources: " + (", ".join(visa) if visa else "none found"))
+    console.print(
+        "(a plate reader on a raw socket is not announced: use TCPIP::HOST::PORT::SOCKET)"
+    )
 
 
 @cli.command()

@@ -37,6 +37,7 @@ from drivers.wire.scpi import (
 )
 from simulators.endpoints import TcpEndpoint
 from simulators.faults import FaultInjector, FaultPlan, ScheduledFault
+from simulators.standalone import serve_until_stopped
 
 __all__ = [
     "DEFAULT_WAVELENGTHS",
@@ -804,14 +805,4 @@ def run_standalone(
         out(f"  plate: {len(contents)} wells filled; kit constants from {kit.source}")
         if not sim.faults.is_empty:
             out(f"  fault injection: {sim.faults}")
-        out("Press Ctrl+C to stop.")
-        try:
-            while not (until is not None and until.is_set()):
-                if until is not None:
-                    until.wait(0.2)
-                else:
-                    time.sleep(0.2)
-                if sim.error is not None:
-                    raise RuntimeError(f"the ABS-96 simulator failed: {sim.error}") from sim.error
-        except KeyboardInterrupt:
-            out("Stopping the ABS-96 simulator.")
+        serve_until_stopped(sim, "ABS-96", out, until)

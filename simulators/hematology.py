@@ -42,6 +42,7 @@ from pathlib import Path
 
 from drivers.wire import astm as wire
 from simulators.endpoints import EndpointUnavailable, PtyEndpoint, TcpEndpoint
+from simulators.standalone import serve_until_stopped
 
 __all__ = [
     "ANALYTES",
@@ -771,14 +772,4 @@ def run_standalone(
         out("  the results are sent when a host connects (ASTM E1381/E1394)")
         if not sim.faults.is_empty:
             out(f"  fault injection: {sim.faults}")
-        out("Press Ctrl+C to stop.")
-        try:
-            while not (until is not None and until.is_set()):
-                if until is not None:
-                    until.wait(0.2)
-                else:
-                    time.sleep(0.2)
-                if sim.error is not None:
-                    raise RuntimeError(f"the analyzer simulator failed: {sim.error}") from sim.error
-        except KeyboardInterrupt:
-            out("Stopping the analyzer simulator.")
+        serve_until_stopped(sim, "analyzer", out, until)

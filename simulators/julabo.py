@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from drivers.wire import julabo as wire
 from simulators.endpoints import EndpointUnavailable, PtyEndpoint, TcpEndpoint
 from simulators.faults import FaultInjector, FaultPlan, ScheduledFault
+from simulators.standalone import serve_until_stopped
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -555,14 +556,4 @@ def run_standalone(
         out(f"  {model.version}, {state} {setpoint_c:.2f} C, seed {seed}, speed {speed:g}x")
         if not sim.faults.is_empty:
             out(f"  fault injection: {sim.faults}")
-        out("Press Ctrl+C to stop.")
-        try:
-            while not (until is not None and until.is_set()):
-                if until is not None:
-                    until.wait(0.2)
-                else:
-                    time.sleep(0.2)
-                if sim.error is not None:
-                    raise RuntimeError(f"the bath simulator failed: {sim.error}") from sim.error
-        except KeyboardInterrupt:
-            out("Stopping the bath simulator.")
+        serve_until_stopped(sim, "bath", out, until)

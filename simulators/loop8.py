@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from drivers.wire.loop8 import (
 )
 from simulators.faults import FaultPlan
 from simulators.physiology import NOISE_STREAM, LoopSample, LoopTruth, VirtualLab, loop_truth
+from simulators.standalone import serve_until_stopped
 from simulators.streaming import SequencedModel, StreamingSimulator, echo_command
 
 __all__ = [
@@ -402,14 +402,4 @@ def run_standalone(
             out(f"  L{n}: {_describe(chosen[n]) if n in chosen else 'empty'}")
         if not sim.faults.is_empty:
             out(f"  fault injection: {sim.faults}")
-        out("Press Ctrl+C to stop.")
-        try:
-            while not (until is not None and until.is_set()):
-                if until is not None:
-                    until.wait(0.2)
-                else:
-                    time.sleep(0.2)
-                if sim.error is not None:
-                    raise RuntimeError(f"the LOOP-8 simulator failed: {sim.error}") from sim.error
-        except KeyboardInterrupt:
-            out("Stopping the LOOP-8 simulator.")
+        serve_until_stopped(sim, "LOOP-8", out, until)

@@ -14,7 +14,6 @@ import logging
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -40,6 +39,7 @@ from simulators.physiology import (
     VirtualLab,
     tem_truth,
 )
+from simulators.standalone import serve_until_stopped
 from simulators.streaming import HEARTBEAT_MS, SequencedModel, StreamingSimulator, echo_command
 
 __all__ = [
@@ -396,14 +396,4 @@ def run_standalone(
             out(f"  CH{ch}: donor {s.donor_id}, {what}")
         if not sim.faults.is_empty:
             out(f"  fault injection: {sim.faults}")
-        out("Press Ctrl+C to stop.")
-        try:
-            while not (until is not None and until.is_set()):
-                if until is not None:
-                    until.wait(0.2)
-                else:
-                    time.sleep(0.2)
-                if sim.error is not None:
-                    raise RuntimeError(f"the TEM-4 simulator failed: {sim.error}") from sim.error
-        except KeyboardInterrupt:
-            out("Stopping the TEM-4 simulator.")
+        serve_until_stopped(sim, "TEM-4", out, until)

@@ -113,6 +113,20 @@ class InstrumentsView(QWidget):
         ports_layout.addWidget(self.rescan_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(ports_box)
 
+        visa_box = QGroupBox("VISA resources (plate reader: hemocompat elisa run --resource …)")
+        visa_layout = QHBoxLayout(visa_box)
+        self.visa_list = QListWidget()
+        self.visa_list.setMaximumHeight(90)
+        self.visa_list.addItem(
+            "(press Find: discovery asks the local network and takes about a second; a reader "
+            "on a raw socket is not announced — use TCPIP::HOST::PORT::SOCKET)"
+        )
+        visa_layout.addWidget(self.visa_list, 1)
+        self.visa_button = QPushButton("Find VISA resources")
+        self.visa_button.clicked.connect(self.find_visa_resources)
+        visa_layout.addWidget(self.visa_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(visa_box)
+
         station_box = QGroupBox("Station: which instrument plays which role")
         station_layout = QVBoxLayout(station_box)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -280,6 +294,26 @@ class InstrumentsView(QWidget):
     def _ports_failed(self, exc: BaseException) -> None:
         self.rescan_button.setEnabled(True)
         self.status_label.setText(f"Could not list the serial ports: {exc}")
+
+    def find_visa_resources(self) -> None:
+        if self.tasks.busy("scan-visa"):
+            return
+        from drivers.transport import available_visa_resources
+
+        self.visa_button.setEnabled(False)
+        self.tasks.submit(
+            "scan-visa", available_visa_resources, self._visa_found, self._visa_failed
+        )
+
+    def _visa_found(self, resources: list[str]) -> None:
+        self.visa_button.setEnabled(True)
+        self.visa_list.clear()
+        self.visa_list.addItems(resources or ["(no VISA resources found)"])
+
+    def _visa_failed(self, exc: BaseException) -> None:
+        self.visa_button.setEnabled(True)
+        self.visa_list.clear()
+        self.visa_list.addItem(f"Could not list the VISA resources: {exc}")
 
     def _use_port(self, port: str) -> None:
         role = self._selected_role()

@@ -82,3 +82,16 @@ def test_station_is_saved_in_the_station_file_format_and_restored(
     assert restored.restore(station_file) is None
     assert restored.roles["tem"].resource == "/dev/ttyUSB7"
     assert restored.roles["tem"].baudrate == 57600
+
+
+def test_visa_resources_are_found_on_a_worker(window: Any, qtbot: Any) -> None:
+    from drivers.transport import available_visa_resources
+
+    view = window.instruments_view
+    view.find_visa_resources()
+    assert not view.visa_button.isEnabled()
+    qtbot.waitUntil(lambda: not window.tasks.busy("scan-visa"), timeout=15_000)
+    assert view.visa_button.isEnabled()
+    shown = [view.visa_list.item(i).text() for i in range(view.visa_list.count())]
+    expected = available_visa_resources() or ["(no VISA resources found)"]
+    assert shown == expected

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from simulators.physiology import VirtualLab
+from tests.leaks import no_leaks as leak_check
 
 
 @pytest.fixture(scope="session")
@@ -18,24 +15,8 @@ def lab() -> VirtualLab:
     return VirtualLab.load()
 
 
-def _open_fds() -> set[str]:
-    if not sys.platform.startswith("linux"):
-        return set()
-    return set(os.listdir("/proc/self/fd"))
-
-
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Fail a test that leaves a thread running or a file descriptor (pty, socket) open."""
-    threads_before = set(threading.enumerate())
-    fds_before = _open_fds()
-    yield
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        extra_threads = [t for t in threading.enumerate() if t not in threads_before]
-        extra_fds = _open_fds() - fds_before
-        if not extra_threads and not extra_fds:
-            return
-        time.sleep(0.02)
-    assert not extra_threads, f"test left threads running: {extra_threads}"
-    assert not extra_fds, f"test left file descriptors open: {sorted(extra_fds)}"
+    with leak_check():
+        yield

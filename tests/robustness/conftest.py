@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
-
-def _open_fds() -> set[str]:
-    if not sys.platform.startswith("linux"):
-        return set()
-    return set(os.listdir("/proc/self/fd"))
-
-
-def _describe_fds(fds: set[str]) -> list[str]:
-    """``fd -> target`` (socket, pipe, file) for a readable failure message."""
-    described = []
-    for fd in sorted(fds, key=int):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            target = "?"
-        described.append(f"{fd} -> {target}")
-    return described
+from tests.leaks import no_leaks as leak_check
 
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Fail a test that leaves a thread running or a file descriptor (pty, socket) open."""
-    threads_before = set(threading.enumerate())
-    fds_before = _open_fds()
-    yield
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
-        extra_threads = [t for t in threading.enumerate() if t not in threads_before]
-        extra_fds = _open_fds() - fds_before
-        if not extra_threads and not extra_fds:
-            return
-        time.sleep(0.02)
-    assert not extra_threads, f"test left threads running: {extra_threads}"
-    assert not extra_fds, f"test left file descriptors open: {_describe_fds(extra_fds)}"
+    with leak_check():
+        yield
