@@ -25,7 +25,7 @@ class LoginDialog(QDialog):
     def __init__(self, db: str | Path | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("hemocompat — log in")
-        self.setMinimumWidth(460)
+        self.setMinimumWidth(560)
         self.db = db
         self.user: AppUser | None = None
         self._tasks = TaskRunner(self)
@@ -55,6 +55,7 @@ class LoginDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
 
         layout = QVBoxLayout(self)
+        layout.setSpacing(10)
         layout.addWidget(heading)
         layout.addWidget(where)
         layout.addLayout(form)
@@ -87,6 +88,7 @@ class LoginDialog(QDialog):
         self.password_edit.clear()
         self.password_edit.setFocus(Qt.FocusReason.OtherFocusReason)
         self.error_label.setText(f"Login refused: {exc}")
+        self.adjustSize()  # room for the whole message
 
     def _set_busy(self, busy: bool) -> None:
         for widget in (self.username_edit, self.password_edit, self.login_button):

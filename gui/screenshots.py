@@ -100,6 +100,8 @@ def take_screenshots(out_dir: Path) -> list[Path]:
         instruments.connect_selected()
         _wait(app, lambda: "tem" in instruments.connections, 30, "the simulated TEM-4")
         _wait(app, lambda: not window.tasks.busy("scan-ports"), 10, "the port scan")
+        instruments.find_visa_resources()
+        _wait(app, lambda: not window.tasks.busy("scan-visa"), 15, "the VISA discovery")
         save("instruments.png")
         window.instruments_view.disconnect_role("tem")
         _wait(app, lambda: not window.tasks.busy("disconnect-tem"), 10, "disconnecting")
@@ -250,6 +252,54 @@ def take_loop_screenshots(out_dir: Path) -> list[Path]:
     return shots.saved
 
 
+def take_login_screenshot(out_dir: Path) -> list[Path]:
+    """The login dialog on a database with users, after a wrong password."""
+    from PySide6.QtWidgets import QApplication
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
+    app.setStyle("Fusion")
+
+    from gui import theme
+    from gui.login import LoginDialog
+    from instrument.compliance.audit import Actor, acting_as
+    from instrument.compliance.users import add_user, init_admin
+    from instrument.storage import Store
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "login.png"
+    with tempfile.TemporaryDirectory(prefix="hemocompat-login-") as tmp:
+        os.environ["HEMOCOMPAT_CONFIG_DIR"] = str(Path(tmp) / "config")
+        db = Path(tmp) / "lab.db"
+        store = Store(db)
+        with acting_as(Actor("setup", "open-bench")):
+            init_admin(
+                store, "rroot", full_name="Rita Root", password="a-long-secret-1", created_by="s"
+            )
+        with acting_as(Actor("rroot", "admin")):
+            add_user(
+                store,
+                "tom",
+                full_name="Tom Tech",
+                roles=["technician"],
+                password="blue-ocean-17",
+                created_by="rroot",
+            )
+        store.close()
+        dialog = LoginDialog(db)
+        theme.apply_theme(dialog)
+        dialog.show()
+        dialog.username_edit.setText("tom")
+        dialog.password_edit.setText("not-my-password")
+        dialog.try_login()
+        _wait(app, dialog.login_button.isEnabled, 15, "the password check")
+        app.processEvents()
+        dialog.grab().save(str(path))
+        dialog.reject()
+        os.environ.pop("HEMOCOMPAT_CONFIG_DIR", None)
+    return [path]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", default="docs/screenshots", type=Path)
@@ -259,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in take_lots_screenshots(args.out_dir):
         print(f"wrote {path}")
     for path in take_loop_screenshots(args.out_dir):
+        print(f"wrote {path}")
+    for path in take_login_screenshot(args.out_dir):
         print(f"wrote {path}")
     return 0
 

@@ -117,9 +117,11 @@ class InstrumentsView(QWidget):
         visa_layout = QHBoxLayout(visa_box)
         self.visa_list = QListWidget()
         self.visa_list.setMaximumHeight(90)
-        self.visa_list.addItem(
-            "(press Find: discovery asks the local network and takes about a second; a reader "
-            "on a raw socket is not announced — use TCPIP::HOST::PORT::SOCKET)"
+        self.visa_list.setWordWrap(True)
+        self.visa_list.addItem("(press “Find VISA resources”: it asks the local network, ~1 s)")
+        self.visa_list.setToolTip(
+            "A plate reader on a raw socket announces nothing: its resource is "
+            "TCPIP::HOST::PORT::SOCKET."
         )
         visa_layout.addWidget(self.visa_list, 1)
         self.visa_button = QPushButton("Find VISA resources")
