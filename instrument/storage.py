@@ -6,12 +6,14 @@ updated, and re-analysis adds a new result version.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -777,9 +779,19 @@ class Store:
             )
             .order_by(samples.c.t_ms, samples.c.seq)
         )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+        seqs: list[int] = []
+        times: list[int] = []
+        values: list[float] = []
+        # An 8-hour channel is ~3 M rows: fetched in parts (as Row objects all at once they
+        # would need twice the memory), with the cyclic garbage collector paused meanwhile
+        # (millions of new objects would make it rescan the growing lists again and again).
+        with self.engine.connect() as conn, _collector_paused():
+            result = conn.execute(query)
+            while part := result.fetchmany(50_000):
+                seqs.extend([r[0] for r in part])
+                times.extend([r[1] for r in part])
+                values.extend([r[2] for r in part])
+        return seqs, times, values
 
     def iter_samples(self, run_id: int) -> Iterable[tuple[str, int, int, int, float]]:
         """Every raw sample of a run as (source, seq, channel, t_ms, value), in seq order."""
@@ -820,6 +832,19 @@ def _insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
 
         return pg_insert(table).on_conflict_do_nothing()
     return table.insert()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a bulk load (restored as it was, so a
+    program that keeps it off, like the desktop app, stays in control)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _first_line(exc: BaseException) -> str:
