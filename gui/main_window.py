@@ -74,7 +74,6 @@ class MainWindow(QMainWindow):
         self._owns_store = store is None
         self._db = db
         self._store_lock = threading.Lock()
-        self._store_error: BaseException | None = None
         self.confirm = confirm or self._ask
         self._choose_directory = choose_directory or self._ask_directory
         self._close_after_run = False
@@ -192,7 +191,6 @@ class MainWindow(QMainWindow):
         self.results_view.refresh()
 
     def _store_failed(self, exc: BaseException) -> None:
-        self._store_error = exc
         self.show_message(f"The results database cannot be opened: {exc}")
 
     # -- protocols and settings ------------------------------------------------------------------

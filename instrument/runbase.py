@@ -448,10 +448,6 @@ class RunBase:
         """The stream sink of the streaming instrument (runs on the driver's reader thread)."""
         raise NotImplementedError
 
-    def _open_driver(self, role: str, resource: str) -> Any:
-        """A driver for the instrument of ``role`` at ``resource`` (recovery)."""
-        raise NotImplementedError
-
     def _transport_for(self, role: str, resource: str) -> Any:
         """Open a transport to the instrument of ``role`` at ``resource`` (recovery)."""
         raise NotImplementedError

@@ -358,10 +358,6 @@ def _text(value: str) -> FieldValue:
     return ((value,),) if value else _EMPTY
 
 
-def _components(*parts: str) -> FieldValue:
-    return (tuple(parts),) if any(parts) else _EMPTY
-
-
 def _first(fv: FieldValue, component: int = 1) -> str:
     """Component ``component`` (1-based) of the first repeat, or ""."""
     if not fv or len(fv[0]) < component:

@@ -173,19 +173,6 @@ class LotDetail:
             return "last"
         return "first" if index == 0 else "between"
 
-    def deciding_texts(self) -> list[str]:
-        """What decided: the conditions of the rule that held, then every broken threshold."""
-        decision = self.decision
-        rules = decision.get("rules") or []
-        index = decision.get("rule_index")
-        held = rules[index] if isinstance(index, int) and 0 <= index < len(rules) else None
-        texts = [str(c["text"]) for c in (held or {}).get("conditions", []) if c.get("text")]
-        for dose in self.assessment.get("doses", []):
-            for check in dose.get("checks", []):
-                if check.get("passed") is False:
-                    texts.append(f"{dose_text(dose['dose_cells_per_ml'])}: {check['text']}")
-        return texts
-
     def threshold_texts(self) -> list[str]:
         """The method's thresholds as a reader would say them."""
         labels = {
