@@ -373,6 +373,10 @@ class RunBase:
         self.samples_stored = 0
         self._cancel = threading.Event()
         self._abort_reason = ""
+        #: Cleared while the operator holds the run: the next step waits (see ``hold``).
+        self._released = threading.Event()
+        self._released.set()
+        self._held_since: float | None = None
         self._thread: threading.Thread | None = None
         self._outcome: RunOutcome | None = None
         self._lock = threading.Lock()
@@ -426,6 +430,37 @@ class RunBase:
         """Stop at once: instruments are made safe, data so far is kept, status 'aborted'."""
         self._abort_reason = reason
         self._cancel.set()
+
+    def hold(self, reason: str = "held by the operator") -> bool:
+        """Hold the run before its next step (e.g. more time to prepare the next cup).
+
+        A step already under way goes on: blood keeps clotting, so a measurement or a
+        sampling schedule is never paused. Returns False if the run is already held.
+        """
+        with self._lock:
+            if not self._released.is_set():
+                return False
+            self._released.clear()
+            self._held_since = time.monotonic()
+        self._queue_event("run", "hold", f"{reason}: the next step waits", None, None, {})
+        return True
+
+    def release(self) -> bool:
+        """Let a held run go on with its next step; False if it was not held."""
+        with self._lock:
+            if self._released.is_set() or self._held_since is None:
+                return False
+            held_s = time.monotonic() - self._held_since
+            self._held_since = None
+            self._released.set()
+        self._queue_event(
+            "run", "release", f"released after {held_s:.1f} s held", None, None, {"held_s": held_s}
+        )
+        return True
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
 
     @property
     def finished(self) -> bool:
@@ -507,6 +542,8 @@ class RunBase:
             )
             self._writer.start()
             for index, step in enumerate(self.plan):
+                while not self._released.wait(0.05) and not self._cancel.is_set():
+                    pass  # held by the operator before this step
                 if self._cancel.is_set():
                     break
                 self.observer.step_started(index, step)

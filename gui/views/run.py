@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import inspect
 import math
 import re
 import time
@@ -59,16 +58,17 @@ HEALTH_EVERY_FRAMES = 15
 MAX_LOG_ENTRIES = 2000
 
 SPEED_CHOICES = ("1", "10", "60", "300", "600", "max")
-PAUSE_UNAVAILABLE = (
-    "Pause is not available for this run: the run engine cannot pause it (clotting in the "
-    "cups cannot be paused either). Use Abort to stop; the data so far stays stored."
+PAUSE_TOOLTIP = (
+    "Pause holds the run before its next step (more time to prepare a cup or the loops); a "
+    "step under way goes on — blood keeps clotting, so a measurement or a sampling schedule "
+    "is never paused. Resume lets the next step start. The hold is stored with the run."
 )
-#: Why loop runs cannot be paused (the assay's own reason; see docs/gui.md).
-PAUSE_UNAVAILABLE_LOOP = (
-    "Pause is not available for loop runs: the blood keeps clotting in the turning loops, so "
-    "holding the sampling schedule would draw every later sample at the wrong blood-contact "
-    "time. The bath interlock holds the timed steps by itself while the bath is outside its "
-    "band. Use Abort to stop; the data so far stays stored."
+#: What Pause does in a loop run (see docs/gui.md).
+PAUSE_TOOLTIP_LOOP = (
+    "Pause holds the run before its next step (before the loops start turning, for "
+    "example). Once the loops turn, the blood keeps clotting: the sampling schedule is never "
+    "paused, and the bath interlock holds the timed steps by itself while the bath is outside "
+    "its band. Resume lets the next step start."
 )
 
 
@@ -523,16 +523,14 @@ class RunView(QWidget):
         self.start_button.setToolTip(reason or "Start the run")
         self.reason_label.setText(f"Cannot start: {reason}" if idle and reason else "")
         self.abort_button.setEnabled(self.state in ("starting", "running"))
-        can_pause = self.state == "running" and self._engine_can_pause()
+        can_pause = self.state == "running" and self.engine is not None
         self.pause_button.setEnabled(can_pause)
+        if not can_pause:
+            self.pause_button.setText("Pause")
         loop = getattr(self.document.protocol, "assay", None) == "chandler-loop"
         if self.engine is not None:
             loop = getattr(self.engine.protocol, "assay", None) == "chandler-loop"
-        self.pause_button.setToolTip(
-            "Pause the run"
-            if can_pause
-            else (PAUSE_UNAVAILABLE_LOOP if loop else PAUSE_UNAVAILABLE)
-        )
+        self.pause_button.setToolTip(PAUSE_TOOLTIP_LOOP if loop else PAUSE_TOOLTIP)
         for widget in (
             self.protocol_combo,
             self.lot_edit,
@@ -544,23 +542,6 @@ class RunView(QWidget):
         self.seed_spin.setEnabled(idle and self.station.simulated)
         self.speed_combo.setEnabled(idle and self.station.simulated)
         self.faults_edit.setEnabled(idle and self.station.simulated)
-
-    def _engine_can_pause(self) -> bool:
-        """An engine with ``pause()`` and an argument-free ``resume()`` (``RunBase.resume``
-        takes a stored run to recover: that is not a pause)."""
-        engine = self.engine
-        pause, resume = getattr(engine, "pause", None), getattr(engine, "resume", None)
-        if engine is None or not callable(pause) or not callable(resume):
-            return False
-        try:
-            required = [
-                p
-                for p in inspect.signature(resume).parameters.values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-        except (TypeError, ValueError):
-            return False
-        return not required
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -658,14 +639,14 @@ class RunView(QWidget):
 
     def _toggle_pause(self) -> None:
         engine = self.engine
-        if not self._engine_can_pause():
+        if engine is None or self.state != "running":
             return
-        if self.pause_button.text() == "Pause":
-            engine.pause()
-            self.pause_button.setText("Resume")
-        else:
-            engine.resume()
+        if engine.held:
+            engine.release()
             self.pause_button.setText("Pause")
+        else:
+            engine.hold("paused by the operator in the app")
+            self.pause_button.setText("Resume")
 
     # -- prompts --------------------------------------------------------------------------------
     def _acknowledge_prompt(self, prompt_id: int) -> None:

@@ -71,13 +71,18 @@ def test_loop_run_with_prompts_answered_shows_clotting_and_results(window: Any, 
 
     qtbot.mouseClick(run.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: run.state == "running", timeout=10_000)
-    assert not run.pause_button.isEnabled()
-    assert "Pause is not available for loop runs" in run.pause_button.toolTip()
+    assert run.pause_button.isEnabled()
+    assert "the sampling schedule is never paused" in run.pause_button.toolTip()
     prompts = panel.prompts
 
     # The first prompt (fill and mount the loops) holds the run until it is done.
     qtbot.waitUntil(lambda: bool(prompts.open_ids()), timeout=20_000)
     assert run.setup_tabs.currentWidget() is prompts
+    # Pause holds the run before its next step; the hold and its release are stored.
+    qtbot.mouseClick(run.pause_button, Qt.MouseButton.LeftButton)
+    assert run.engine.held and run.pause_button.text() == "Resume"
+    qtbot.mouseClick(run.pause_button, Qt.MouseButton.LeftButton)
+    assert not run.engine.held and run.pause_button.text() == "Pause"
     (fill_id,) = prompts.open_ids()
     fill = prompts.cards[fill_id]
     assert fill.prompt.tube_id is None and fill.state == "waiting"
@@ -112,6 +117,8 @@ def test_loop_run_with_prompts_answered_shows_clotting_and_results(window: Any, 
     assert len(done) == len(stored_prompts) and all(text.startswith("✓") for text in done)
     assert any("(60 min sample)" in text for text in done)
     assert all(t["status"] == "drawn" for t in store.tubes(outcome.run_id))
+    kinds = [e["kind"] for e in store.events(outcome.run_id)]
+    assert kinds.count("hold") == 1 and kinds.count("release") == 1
 
     # Motion plots with data, a clotting marker exactly on the loops that clotted.
     results = {r["channel"]: r["parameters"] for r in store.latest_results(outcome.run_id)}

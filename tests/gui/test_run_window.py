@@ -30,8 +30,8 @@ def test_simulated_run_shows_traces_ct_markers_parameters_and_exports(
 ) -> None:
     run = _set_up_simulated(window, "max")
     assert run.start_button.isEnabled(), run.reason_label.text()
-    assert not run.pause_button.isEnabled()
-    assert "Pause is not available" in run.pause_button.toolTip()
+    assert not run.pause_button.isEnabled()  # nothing to pause before the start
+    assert "holds the run before its next step" in run.pause_button.toolTip()
 
     qtbot.mouseClick(run.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: run.state == "running", timeout=10_000)

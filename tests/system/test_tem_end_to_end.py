@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
 
 from instrument.cli import main
-from instrument.engine import RunEngine, RunOptions
+from instrument.engine import RunEngine, RunObserver, RunOptions
 from instrument.station import simulated_station
 from instrument.storage import Store
 from protocols import bundled_protocols, load_protocol
@@ -113,3 +114,30 @@ def test_cli_run_writes_json_and_exports(
     lines = samples_csv.read_text().splitlines()
     assert lines[0] == "simulated,source,seq,channel,t_ms,value"
     assert len(lines) > 4 * 36000 and lines[1].startswith("yes,tem,")
+
+
+def test_a_held_run_waits_before_its_next_step_and_goes_on_when_released(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hold.db")
+    protocol = load_protocol(NATEM)
+    steps: list[int] = []
+
+    class Steps(RunObserver):
+        def step_started(self, index: int, step: object) -> None:
+            steps.append(index)
+
+    engine = RunEngine(
+        protocol, simulated_station(), store, RunOptions(operator="ci", speed=math.inf), Steps()
+    )
+    assert engine.hold("more time to prepare the cups") and not engine.hold()
+    engine.start()
+    time.sleep(0.5)
+    assert steps == [] and engine.held and not engine.finished
+    assert engine.release() and not engine.release()
+    outcome = engine.wait(120)
+    assert outcome is not None and outcome.status == "completed", outcome
+    assert steps == list(range(len(engine.plan)))
+    kinds = [e["kind"] for e in store.events(outcome.run_id)]
+    assert kinds.count("hold") == 1 and kinds.count("release") == 1
+    released = next(e for e in store.events(outcome.run_id) if e["kind"] == "release")
+    assert released["data"]["held_s"] >= 0.5
+    store.close()
