@@ -2,7 +2,8 @@
 
 ``upgrade(connection)`` brings a database to the newest schema this version of hemocompat
 knows; :class:`instrument.storage.Store` calls it whenever it opens a database, so nobody
-has to remember a separate step. See docs/decisions/0005-schema-migrations.md.
+has to remember a separate step. See docs/decisions/0005-schema-migrations.md and
+docs/database.md.
 """
 
 from __future__ import annotations
