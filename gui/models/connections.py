@@ -62,7 +62,8 @@ class InstrumentConnection:
             drain = getattr(self.driver, "poll", None)
             if drain is not None:
                 drain(0.0)  # hand on heartbeats kept while not streaming
-            temperature = self.driver.temperature()
+            read = getattr(self.driver, "temperature", None)
+            temperature = read() if read is not None else None  # the LOOP-8 has no sensor
             stats = getattr(self.driver, "stats", None)
             link = {k: int(v) for k, v in asdict(stats).items()} if stats is not None else {}
             self.health = Health(temperature, link)
@@ -115,8 +116,80 @@ def _open_tem4(spec: InstrumentSpec) -> InstrumentConnection:
     )
 
 
+def _open_julabo(spec: InstrumentSpec) -> InstrumentConnection:
+    from drivers.julabo import JulaboBath
+    from drivers.transport import SerialTransport
+    from instrument.loop_engine import BathIdentity
+
+    settings: dict[str, Any] = dict(JulaboBath.serial_settings())
+    simulator = None
+    if spec.simulated:
+        from simulators.julabo import BathModel, BathSimulator
+
+        model = BathModel(setpoint_c=37.0, temperature_c=37.0, running=True, seed=0)
+        simulator = BathSimulator(model, speed=1.0, seed=0)
+        simulator.start()
+        resource = simulator.url
+        settings.update(bytesize=8, parity="N")  # a pty carries 8N1 only
+    else:
+        assert spec.resource is not None
+        resource = spec.resource
+        if spec.baudrate:
+            settings["baudrate"] = spec.baudrate
+    bath = None
+    try:
+        bath = JulaboBath(SerialTransport(resource, name=spec.role, **settings), name=spec.role)
+        identity = BathIdentity.from_version(bath.identify())
+        temperature = bath.temperature()
+    except BaseException:
+        if bath is not None:
+            bath.close()
+        if simulator is not None:
+            simulator.stop()
+        raise
+    info = IdentityInfo(identity.manufacturer, identity.model, identity.serial, identity.firmware)
+    return InstrumentConnection(
+        spec.role, resource, bath, info, temperature, spec.simulated, simulator
+    )
+
+
+def _open_loop8(spec: InstrumentSpec) -> InstrumentConnection:
+    from drivers.loop8 import Loop8Driver
+    from drivers.transport import SerialTransport
+
+    simulator = None
+    if spec.simulated:
+        from simulators.loop8 import Loop8Simulator, default_samples
+        from simulators.physiology import VirtualLab
+
+        simulator = Loop8Simulator(default_samples(VirtualLab.load()), seed=0, speed=1.0)
+        simulator.start()
+        resource = simulator.url
+    else:
+        assert spec.resource is not None
+        resource = spec.resource
+    driver = None
+    try:
+        transport = SerialTransport(resource, baudrate=spec.baudrate or 57600, name=spec.role)
+        driver = Loop8Driver(transport, name=spec.role)
+        identity = driver.identify()
+    except BaseException:
+        if driver is not None:
+            driver.close()
+        if simulator is not None:
+            simulator.stop()
+        raise
+    info = IdentityInfo(identity.manufacturer, identity.model, identity.serial, identity.firmware)
+    simulated = spec.simulated or "SIM" in identity.serial.upper()
+    return InstrumentConnection(spec.role, resource, driver, info, None, simulated, simulator)
+
+
 #: Driver name → how the app connects to it for an identity and health check.
-CONNECTORS: dict[str, Callable[[InstrumentSpec], InstrumentConnection]] = {"tem4": _open_tem4}
+CONNECTORS: dict[str, Callable[[InstrumentSpec], InstrumentConnection]] = {
+    "tem4": _open_tem4,
+    "julabo": _open_julabo,
+    "loop8": _open_loop8,
+}
 
 
 def open_connection(spec: InstrumentSpec) -> InstrumentConnection:

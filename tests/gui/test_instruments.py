@@ -95,3 +95,26 @@ def test_visa_resources_are_found_on_a_worker(window: Any, qtbot: Any) -> None:
     shown = [view.visa_list.item(i).text() for i in range(view.visa_list.count())]
     expected = available_visa_resources() or ["(no VISA resources found)"]
     assert shown == expected
+
+
+def test_the_bath_and_the_loop_rotator_connect_too(window: Any, qtbot: Any) -> None:
+    view = window.instruments_view
+    window.show_view("Instruments")
+    view.simulated_check.click()
+    for row, role, model in ((1, "bath", "CORIO"), (2, "loop", "LOOP-8")):
+        assert view.table.item(row, 0).text() == role
+        view.table.selectRow(row)
+        qtbot.mouseClick(view.connect_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda role=role: role in view.connections, timeout=20_000)
+        cells = [view.table.item(row, col).text() for col in (4, 5, 6, 7, 8)]
+        assert cells[0] == "connected (SIMULATED)" and model in cells[1], cells
+        if role == "bath":
+            assert cells[4].endswith("°C") and 36.0 < float(cells[4].split()[0]) < 38.0
+        else:
+            assert cells[4] == ""  # the rotator has no temperature sensor
+    for role in ("bath", "loop"):
+        view.disconnect_role(role)
+        qtbot.waitUntil(
+            lambda role=role: not window.tasks.busy(f"disconnect-{role}"), timeout=10_000
+        )
+    assert not view.connections
