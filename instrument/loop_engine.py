@@ -92,6 +92,9 @@ class LoopRunEngine(RunBase):
         self._suspended_since_ms: int | None = None
         self._bath_excursion = bath_excursion
         self._prompts: dict[int, _OpenPrompt] = {}
+        #: Prompts whose acknowledgement is being stored: still open for the run's end, so the
+        #: run cannot finish (and analyse) before the tube and its counts are written.
+        self._answering: set[int] = set()
         self._prompt_lock = threading.Lock()
         self._detectors = {
             c.channel: LoopClotDetector(
@@ -104,19 +107,28 @@ class LoopRunEngine(RunBase):
     def acknowledge(self, prompt_id: int, by: str | None = None) -> None:
         """The operator did what prompt ``prompt_id`` asked; record when (in run time)."""
         with self._prompt_lock:
-            open_prompt = self._prompts.pop(prompt_id, None)
-        if open_prompt is None:
-            raise RunError(f"prompt {prompt_id} is not open (already answered or unknown)")
-        t_s = self.device_time_s()
-        self.store.update_prompt(
-            prompt_id,
-            status="acknowledged",
-            answered_t_s=t_s,
-            answered_by=by or self.options.operator,
-        )
-        if open_prompt.prompt.tube_id is not None:
-            self.store.mark_tube(open_prompt.prompt.tube_id, "drawn", drawn_t_s=t_s)
-            self._simulated_counts(open_prompt, t_s)
+            open_prompt = self._prompts.get(prompt_id)
+            if open_prompt is None or prompt_id in self._answering:
+                raise RunError(f"prompt {prompt_id} is not open (already answered or unknown)")
+            self._answering.add(prompt_id)
+        answered = False
+        try:
+            t_s = self.device_time_s()
+            self.store.update_prompt(
+                prompt_id,
+                status="acknowledged",
+                answered_t_s=t_s,
+                answered_by=by or self.options.operator,
+            )
+            if open_prompt.prompt.tube_id is not None:
+                self.store.mark_tube(open_prompt.prompt.tube_id, "drawn", drawn_t_s=t_s)
+                self._simulated_counts(open_prompt, t_s)
+            answered = True
+        finally:
+            with self._prompt_lock:
+                self._answering.discard(prompt_id)
+                if answered:
+                    del self._prompts[prompt_id]
         late = t_s - open_prompt.prompt.due_t_s
         self._queue_event(
             "loop",
@@ -431,7 +443,7 @@ class LoopRunEngine(RunBase):
         """Sampling draws still open and not yet overdue: the run's end waits for them (the
         last time point's draws are raised at the end; the loops keep turning meanwhile)."""
         with self._prompt_lock:
-            return any(
+            return bool(self._answering) or any(
                 p.prompt.tube_id is not None and not p.overdue_flagged
                 for p in self._prompts.values()
             )
@@ -442,6 +454,7 @@ class LoopRunEngine(RunBase):
                 p
                 for p in self._prompts.values()
                 if not p.overdue_flagged
+                and p.prompt.id not in self._answering
                 and p.prompt.tube_id is not None
                 and t_run > p.prompt.due_t_s + p.prompt.overdue_after_s
             ]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from instrument.cli import main
 from instrument.loop_engine import BATH_POLL_WALL_S, LoopRunEngine
-from instrument.runbase import RunObserver, RunOptions
+from instrument.runbase import DRAIN_MARGIN_S, Prompt, RunObserver, RunOptions
 from instrument.station import simulated_station
 from instrument.storage import Store
 from protocols import bundled_protocols, load_protocol
@@ -145,3 +148,50 @@ def test_unanswered_prompt_is_flagged_and_the_run_keeps_measuring(tmp_path: Path
     assert outcome.extra["prompts_never_acknowledged"] == len(outcome.extra["tubes"])
     assert all(t["status"] == "missed" for t in outcome.extra["tubes"])
     assert store.get_run(outcome.run_id)["sample_count"] >= 8 * 3600  # kept measuring
+
+
+class _SlowTubes(Store):
+    """A store that takes its time to mark a tube drawn (a busy disk or server): longer than
+    the end of acquisition takes, so a run that did not wait would analyse without it."""
+
+    def mark_tube(self, tube_id: str, status: str, drawn_t_s: float | None = None) -> None:
+        time.sleep(DRAIN_MARGIN_S + 1.0)
+        super().mark_tube(tube_id, status, drawn_t_s)
+
+
+class _Answering(RunObserver):
+    """Answers every prompt from another thread, as the app's Done button does."""
+
+    def __init__(self) -> None:
+        self.engine: LoopRunEngine | None = None
+        self.threads: list[threading.Thread] = []
+
+    def prompt(self, prompt: Prompt) -> None:
+        engine = self.engine
+        assert engine is not None
+        thread = threading.Thread(target=engine.acknowledge, args=(prompt.id,), kwargs={"by": "ci"})
+        self.threads.append(thread)
+        thread.start()
+
+
+def test_the_run_ends_only_after_the_last_draw_is_stored(tmp_path: Path) -> None:
+    store = _SlowTubes(tmp_path / "slow.db")
+    observer = _Answering()
+    engine = LoopRunEngine(
+        load_protocol(LOOP),
+        simulated_station(("bath", "loop")),
+        store,
+        RunOptions(operator="ci", speed=math.inf),
+        observer,
+    )
+    observer.engine = engine
+    outcome = engine.run()
+    for thread in observer.threads:
+        thread.join(10)
+    assert outcome.status == "completed", outcome.detail
+    tubes = outcome.extra["tubes"]
+    assert len(tubes) == 5 * 8 and all(t["status"] == "drawn" for t in tubes)
+    # the platelet count of the last draw is in the analysis
+    results = {r["channel"]: r["parameters"] for r in store.latest_results(outcome.run_id)}
+    assert all("PLT_consumption_pct" in params for params in results.values())
+    store.close()
