@@ -69,7 +69,11 @@ def cli(verbose: int) -> None:
 @click.option("--faults", default=None, help="Simulator fault spec, e.g. drop=0.01,corrupt=0.01")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
 @click.option("--dry-run", is_flag=True, help="List the steps and expected duration only.")
-@click.option("--auto-ack", is_flag=True, help="Acknowledge operator prompts at once (simulation).")
+@click.option(
+    "--auto-ack",
+    is_flag=True,
+    help="Simulation: a technician who does every step on time (draws recorded at due time).",
+)
 @click.option(
     "--bath-excursion",
     default=None,

@@ -104,8 +104,9 @@ class LoopRunEngine(RunBase):
         }
 
     # -- operator -----------------------------------------------------------------------------
-    def acknowledge(self, prompt_id: int, by: str | None = None) -> None:
-        """The operator did what prompt ``prompt_id`` asked; record when (in run time)."""
+    def acknowledge(self, prompt_id: int, by: str | None = None, at_s: float | None = None) -> None:
+        """The operator did what prompt ``prompt_id`` asked; record when (device time ``at_s``,
+        default now)."""
         with self._prompt_lock:
             open_prompt = self._prompts.get(prompt_id)
             if open_prompt is None or prompt_id in self._answering:
@@ -113,7 +114,7 @@ class LoopRunEngine(RunBase):
             self._answering.add(prompt_id)
         answered = False
         try:
-            t_s = self.device_time_s()
+            t_s = self.device_time_s() if at_s is None else at_s
             self.store.update_prompt(
                 prompt_id,
                 status="acknowledged",
@@ -344,7 +345,11 @@ class LoopRunEngine(RunBase):
         self._queue_event("loop", "prompt", message, loop or None, round(now_s * 1000), {})
         self.observer.prompt(prompt)
         if self.options.auto_ack:
-            self.acknowledge(prompt_id, by="auto-ack (simulation)")
+            # A simulated technician who does every step on time: the draw is recorded at its
+            # due time (in device time, after any interlock suspension), not at the moment the
+            # engine got round to it, which at high simulation speeds is minutes later.
+            on_time_s = due_t_s + self.suspended_s if tube_id is not None else now_s
+            self.acknowledge(prompt_id, by="auto-ack (simulation)", at_s=on_time_s)
         return prompt_id
 
     # -- acquisition with sampling schedule and interlock ------------------------------------

@@ -63,7 +63,7 @@ class RunOptions:
     seed: int = 0
     speed: float = 1.0
     faults: str | None = None
-    #: Acknowledge operator prompts at once (simulation, CI).
+    #: Acknowledge operator prompts at once, each draw at its due time (simulation, CI).
     auto_ack: bool = False
     #: Wall seconds a lost instrument link may stay down before the run fails.
     reconnect_limit_s: float = RECONNECT_LIMIT_S

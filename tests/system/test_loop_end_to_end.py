@@ -195,3 +195,23 @@ def test_the_run_ends_only_after_the_last_draw_is_stored(tmp_path: Path) -> None
     results = {r["channel"]: r["parameters"] for r in store.latest_results(outcome.run_id)}
     assert all("PLT_consumption_pct" in params for params in results.values())
     store.close()
+
+
+def test_auto_ack_draws_every_tube_on_time_even_at_max_speed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "on-time.db")
+    engine = LoopRunEngine(
+        load_protocol(LOOP),
+        simulated_station(("bath", "loop")),
+        store,
+        RunOptions(operator="ci", speed=math.inf, auto_ack=True),
+    )
+    outcome = engine.run()
+    assert outcome.status == "completed", outcome.detail
+    tubes = store.tubes(outcome.run_id)
+    assert len(tubes) == 5 * 8
+    assert all(t["drawn_t_s"] == t["time_point_s"] for t in tubes), [
+        (t["time_point_s"], t["drawn_t_s"]) for t in tubes
+    ]
+    prompts = [p for p in store.prompts(outcome.run_id) if p["tube_id"] is not None]
+    assert all(p["answered_by"] == "auto-ack (simulation)" for p in prompts)
+    store.close()
