@@ -82,27 +82,30 @@ class InstrumentConnection:
                     self.simulator.stop()
 
 
-def _open_tem4(spec: InstrumentSpec) -> InstrumentConnection:
-    from drivers.tem4 import Tem4Driver
+def _open_sequenced(
+    spec: InstrumentSpec,
+    driver_class: Any,
+    default_baudrate: int,
+    start_simulator: Callable[[], Any],
+    with_temperature: bool,
+) -> InstrumentConnection:
+    """A streaming instrument (TEM-4, LOOP-8): its simulator first when the role is simulated."""
     from drivers.transport import SerialTransport
 
     simulator = None
     if spec.simulated:
-        from simulators.physiology import VirtualLab
-        from simulators.tem4 import Tem4Simulator, default_samples
-
-        simulator = Tem4Simulator(default_samples(VirtualLab.load()), seed=0, speed=1.0)
-        simulator.start()
+        simulator = start_simulator()
         resource = simulator.url
     else:
         assert spec.resource is not None
         resource = spec.resource
     driver = None
     try:
-        transport = SerialTransport(resource, baudrate=spec.baudrate or 115200, name=spec.role)
-        driver = Tem4Driver(transport, name=spec.role)
+        baudrate = spec.baudrate or default_baudrate
+        transport = SerialTransport(resource, baudrate=baudrate, name=spec.role)
+        driver = driver_class(transport, name=spec.role)
         identity = driver.identify()
-        temperature = driver.temperature()
+        temperature = driver.temperature() if with_temperature else None
     except BaseException:
         if driver is not None:
             driver.close()
@@ -114,6 +117,35 @@ def _open_tem4(spec: InstrumentSpec) -> InstrumentConnection:
     return InstrumentConnection(
         spec.role, resource, driver, info, temperature, simulated, simulator
     )
+
+
+def _open_tem4(spec: InstrumentSpec) -> InstrumentConnection:
+    from drivers.tem4 import Tem4Driver
+
+    def start() -> Any:
+        from simulators.physiology import VirtualLab
+        from simulators.tem4 import Tem4Simulator, default_samples
+
+        simulator = Tem4Simulator(default_samples(VirtualLab.load()), seed=0, speed=1.0)
+        simulator.start()
+        return simulator
+
+    return _open_sequenced(spec, Tem4Driver, 115200, start, with_temperature=True)
+
+
+def _open_loop8(spec: InstrumentSpec) -> InstrumentConnection:
+    from drivers.loop8 import Loop8Driver
+
+    def start() -> Any:
+        from simulators.loop8 import Loop8Simulator, default_samples
+        from simulators.physiology import VirtualLab
+
+        simulator = Loop8Simulator(default_samples(VirtualLab.load()), seed=0, speed=1.0)
+        simulator.start()
+        return simulator
+
+    # the rotator has no temperature sensor
+    return _open_sequenced(spec, Loop8Driver, 57600, start, with_temperature=False)
 
 
 def _open_julabo(spec: InstrumentSpec) -> InstrumentConnection:
@@ -151,37 +183,6 @@ def _open_julabo(spec: InstrumentSpec) -> InstrumentConnection:
     return InstrumentConnection(
         spec.role, resource, bath, info, temperature, spec.simulated, simulator
     )
-
-
-def _open_loop8(spec: InstrumentSpec) -> InstrumentConnection:
-    from drivers.loop8 import Loop8Driver
-    from drivers.transport import SerialTransport
-
-    simulator = None
-    if spec.simulated:
-        from simulators.loop8 import Loop8Simulator, default_samples
-        from simulators.physiology import VirtualLab
-
-        simulator = Loop8Simulator(default_samples(VirtualLab.load()), seed=0, speed=1.0)
-        simulator.start()
-        resource = simulator.url
-    else:
-        assert spec.resource is not None
-        resource = spec.resource
-    driver = None
-    try:
-        transport = SerialTransport(resource, baudrate=spec.baudrate or 57600, name=spec.role)
-        driver = Loop8Driver(transport, name=spec.role)
-        identity = driver.identify()
-    except BaseException:
-        if driver is not None:
-            driver.close()
-        if simulator is not None:
-            simulator.stop()
-        raise
-    info = IdentityInfo(identity.manufacturer, identity.model, identity.serial, identity.firmware)
-    simulated = spec.simulated or "SIM" in identity.serial.upper()
-    return InstrumentConnection(spec.role, resource, driver, info, None, simulated, simulator)
 
 
 #: Driver name → how the app connects to it for an identity and health check.
