@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import hashlib
 import math
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -20,7 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from protocols.errors import ValidationIssue
+from protocols.errors import ProtocolValidationError, ValidationIssue
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -63,6 +65,34 @@ def position_of_index(text: str, index: int) -> tuple[int, int]:
     line = text.count("\n", 0, index) + 1
     column = index - (text.rfind("\n", 0, index) + 1) + 1
     return line, column
+
+
+def read_source(
+    path: str | Path, what: str, error: type[ProtocolValidationError]
+) -> tuple[str, str]:
+    """The UTF-8 text of the ``what`` file at ``path`` and the SHA-256 of its bytes; an
+    unreadable or non-UTF-8 file raises ``error`` saying where and what to do."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        reason = "no such file"
+    except IsADirectoryError:
+        reason = "it is a directory"
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    else:
+        try:
+            return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
+        except UnicodeDecodeError as exc:
+            prefix = data[: exc.start].decode("utf-8", "replace")
+            line, column = position_of_index(prefix, len(prefix))
+            message = (
+                f"the file is not UTF-8 text (byte 0x{data[exc.start]:02X}); "
+                "save it with UTF-8 encoding"
+            )
+            raise error([ValidationIssue(source, line, column, "", message)]) from None
+    raise error([ValidationIssue(source, 0, 0, "", f"cannot read the {what} file: {reason}")])
 
 
 def _syntax_issue(exc: MarkedYAMLError, source: str) -> ValidationIssue:

@@ -21,7 +21,7 @@ from protocols.assay import (
     Header,
     known,
 )
-from protocols.checker import Checker, compose, one_of, position_of_index
+from protocols.checker import Checker, compose, one_of, read_source
 from protocols.errors import ProtocolValidationError, ValidationIssue
 from protocols.method import is_method_file_name, method_file_issue
 from protocols.model import ASSAYS, SUPPORTED_FORMATS, Protocol
@@ -38,27 +38,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 def load_protocol(path: str | Path) -> Protocol:
     """Read and validate a protocol file; raises ProtocolValidationError listing every problem."""
-    source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise _file_error(source, "cannot read the protocol file: no such file") from None
-    except IsADirectoryError:
-        raise _file_error(source, "cannot read the protocol file: it is a directory") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise _file_error(source, f"cannot read the protocol file: {reason}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        prefix = data[: exc.start].decode("utf-8", "replace")
-        line, column = position_of_index(prefix, len(prefix))
-        what = (
-            f"the file is not UTF-8 text (byte 0x{data[exc.start]:02X}); "
-            "save it with UTF-8 encoding"
-        )
-        raise ProtocolValidationError([ValidationIssue(source, line, column, "", what)]) from None
-    return _parse(text, source, hashlib.sha256(data).hexdigest())
+    text, sha256 = read_source(path, "protocol", ProtocolValidationError)
+    return _parse(text, str(path), sha256)
 
 
 def parse_protocol(text: str, source: str = "<string>") -> Protocol:
@@ -80,10 +61,6 @@ def check_files(paths: Iterable[str | Path]) -> list[ValidationIssue]:
 def bundled_protocols() -> list[Path]:
     """The protocol files shipped with the software, sorted by name (method files left out)."""
     return sorted(p for p in _PACKAGE_DIR.glob("*.yaml") if not is_method_file_name(p))
-
-
-def _file_error(source: str, what: str) -> ProtocolValidationError:
-    return ProtocolValidationError([ValidationIssue(source, 0, 0, "", what)])
 
 
 def _parse(text: str, source: str, sha256: str | None) -> Protocol:

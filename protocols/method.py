@@ -27,7 +27,7 @@ from protocols.checker import (
     item_path,
     number_range,
     one_of,
-    position_of_index,
+    read_source,
     show,
 )
 from protocols.errors import ProtocolValidationError, ValidationIssue
@@ -222,27 +222,8 @@ class MethodValidationError(ProtocolValidationError):
 
 def load_method(path: str | Path) -> MethodFile:
     """Read and validate a method file; raises MethodValidationError listing every problem."""
-    source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise _file_error(source, "cannot read the method file: no such file") from None
-    except IsADirectoryError:
-        raise _file_error(source, "cannot read the method file: it is a directory") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise _file_error(source, f"cannot read the method file: {reason}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        prefix = data[: exc.start].decode("utf-8", "replace")
-        line, column = position_of_index(prefix, len(prefix))
-        what = (
-            f"the file is not UTF-8 text (byte 0x{data[exc.start]:02X}); "
-            "save it with UTF-8 encoding"
-        )
-        raise MethodValidationError([ValidationIssue(source, line, column, "", what)]) from None
-    return _parse(text, source, hashlib.sha256(data).hexdigest())
+    text, sha256 = read_source(path, "method", MethodValidationError)
+    return _parse(text, str(path), sha256)
 
 
 def parse_method(text: str, source: str = "<string>") -> MethodFile:
@@ -292,10 +273,6 @@ def _is_text(node: Node, value: str) -> bool:
 def _issue_at(entry: Entry, source: str, path: str, what: str) -> ValidationIssue:
     mark = entry.key.start_mark
     return ValidationIssue(source, mark.line + 1, mark.column + 1, path, what)
-
-
-def _file_error(source: str, what: str) -> MethodValidationError:
-    return MethodValidationError([ValidationIssue(source, 0, 0, "", what)])
 
 
 def _parse(text: str, source: str, sha256: str | None) -> MethodFile:
