@@ -7,7 +7,6 @@ The shared run machinery (threads, storage writer, status, observer) is in
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -207,30 +206,19 @@ class RunEngine(RunBase):
         self._on_stream_item("tem", msg)
 
     # -- writer thread: live CT ----------------------------------------------------------------
-    def _on_batch(self, rows: Sequence[tuple[str, int, int, int, float]]) -> None:
-        if self._recovering:
-            return  # live detection needs the whole trace; the analysis sees all of it
-        by_channel: dict[int, tuple[list[float], list[float]]] = {}
-        for _source, _seq, ch, t_ms, value in rows:
-            if ch in self._detectors:
-                ts, vs = by_channel.setdefault(ch, ([], []))
-                ts.append(t_ms / 1000.0)
-                vs.append(value)
+    def _detected(self, channel: int, t_s: float) -> None:
         assert self.run_id is not None
-        for ch, (ts, vs) in by_channel.items():
-            ct = self._detectors[ch].feed(np.asarray(ts), np.asarray(vs))
-            if ct is not None:
-                message = f"CT reached on channel {ch}: {ct:.1f} s"
-                self.store.add_event(
-                    self.run_id,
-                    source="tem",
-                    kind="ct",
-                    message=message,
-                    channel=ch,
-                    t_ms=round(ct * 1000),
-                    data={"CT_s": round(ct, 1)},
-                )
-                self.observer.event("ct", message, ch)
+        message = f"CT reached on channel {channel}: {t_s:.1f} s"
+        self.store.add_event(
+            self.run_id,
+            source="tem",
+            kind="ct",
+            message=message,
+            channel=channel,
+            t_ms=round(t_s * 1000),
+            data={"CT_s": round(t_s, 1)},
+        )
+        self.observer.event("ct", message, channel)
 
     # -- analysis ------------------------------------------------------------------------------
     def _analyse(self) -> list[ChannelResult]:

@@ -12,7 +12,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -579,30 +578,19 @@ class LoopRunEngine(RunBase):
             return []
         return [c.channel for c in self.channels if status.loops[c.channel - 1] == "RUN"]
 
-    def _on_batch(self, rows: Sequence[tuple[str, int, int, int, float]]) -> None:
-        if self._recovering:
-            return  # live detection needs the whole trace; the analysis sees all of it
-        by_loop: dict[int, tuple[list[float], list[float]]] = {}
-        for _source, _seq, loop, t_ms, value in rows:
-            if loop in self._detectors:
-                ts, vs = by_loop.setdefault(loop, ([], []))
-                ts.append(t_ms / 1000.0)
-                vs.append(value)
+    def _detected(self, channel: int, t_s: float) -> None:
         assert self.run_id is not None
-        for loop, (ts, vs) in by_loop.items():
-            clot = self._detectors[loop].feed(np.asarray(ts), np.asarray(vs))
-            if clot is not None:
-                message = f"loop {loop} clotted at {clot:.0f} s"
-                self.store.add_event(
-                    self.run_id,
-                    source="loop",
-                    kind="clot",
-                    message=message,
-                    channel=loop,
-                    t_ms=round(clot * 1000),
-                    data={"clot_time_s": clot},
-                )
-                self.observer.event("clot", message, loop)
+        message = f"loop {channel} clotted at {t_s:.0f} s"
+        self.store.add_event(
+            self.run_id,
+            source="loop",
+            kind="clot",
+            message=message,
+            channel=channel,
+            t_ms=round(t_s * 1000),
+            data={"clot_time_s": t_s},
+        )
+        self.observer.event("clot", message, channel)
 
     # -- analysis ------------------------------------------------------------------------------
     def _analyse(self) -> list[ChannelResult]:

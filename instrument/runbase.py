@@ -14,7 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
 
 from drivers.sequenced import DeviceError, InstrumentError, LinkNotice
 from drivers.transport import LinkLostError, TransportError
@@ -53,6 +55,12 @@ HEARTBEAT_S = 1.0
 DRAIN_MARGIN_S = 2.0
 
 T = TypeVar("T")
+
+
+class LiveDetector(Protocol):
+    """Finds an event in a growing trace; ``feed`` returns its time on the call that finds it."""
+
+    def feed(self, t_s: Any, values: Any) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -400,6 +408,8 @@ class RunBase:
         self._recovering = False
         self._recovery_had: set[int] = set()
         self._recovery_closed: set[int] = set()
+        #: Live detectors by channel (CT, loop clotting), fed with every stored batch.
+        self._detectors: dict[int, LiveDetector] = {}
 
     # -- public API -----------------------------------------------------------------------
     @property
@@ -477,7 +487,22 @@ class RunBase:
         """Leave instruments safe after the run or an abort (never raises)."""
 
     def _on_batch(self, rows: Sequence[tuple[str, int, int, int, float]]) -> None:
-        """Called on the writer thread with every stored batch (live detection)."""
+        """Called on the writer thread with every stored batch: feed the live detectors."""
+        if self._recovering or not self._detectors:
+            return  # live detection needs the whole trace; the analysis sees all of it
+        by_channel: dict[int, tuple[list[float], list[float]]] = {}
+        for _source, _seq, channel, t_ms, value in rows:
+            if channel in self._detectors:
+                ts, vs = by_channel.setdefault(channel, ([], []))
+                ts.append(t_ms / 1000.0)
+                vs.append(value)
+        for channel, (ts, vs) in by_channel.items():
+            found_s = self._detectors[channel].feed(np.asarray(ts), np.asarray(vs))
+            if found_s is not None:
+                self._detected(channel, found_s)
+
+    def _detected(self, channel: int, t_s: float) -> None:
+        """A live detector found its event (CT, loop clotting) at ``t_s`` on ``channel``."""
 
     def _on_message(self, msg: object) -> None:
         """The stream sink of the streaming instrument (runs on the driver's reader thread)."""
